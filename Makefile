@@ -1,0 +1,33 @@
+# Two commands: `make run` (demo app under uWSGI, reloading on) and `make test` (whole suite).
+# Everything they need is installed into .venv by the `setup` target.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXTRAS ?= uwsgi,django,gunicorn,test
+
+.PHONY: setup run test lint unit clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/uwsgi --ini ini/dev.ini
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: setup
+	$(BIN)/python -m pytest -m 'not integration' -q
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

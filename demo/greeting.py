@@ -1,0 +1,1 @@
+GREETING = "Hello from uWSGI. Edit demo/greeting.py, save, and reload this page."

@@ -1,0 +1,191 @@
+"""Configuration: the ``uwsgi-reload-*`` keys, parsed and validated.
+
+Pure: takes a mapping of option names to raw values (what ``uwsgi.opt`` holds, or an
+ini section, or command-line flags) and returns a :class:`Config` or raises
+:class:`ConfigError` listing every problem, each naming the key, the value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+PREFIX = "uwsgi-reload-"
+
+RawValue = Union[str, bytes, bool, int, list, tuple, None]
+
+MODES = ("graceful", "chain", "workers")
+BACKENDS = ("auto", "poll", "inotify")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """One or more ``uwsgi-reload-*`` values are wrong; ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration. Defaults are what an empty ini gives."""
+
+    period: int = 1
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    mode: str = "graceful"
+    delay: float = 0.3
+    max_delay: float = 5.0
+    check_syntax: bool = True
+    backend: str = "auto"
+    track_modules: bool = True
+    loop_guard: int = 3
+    fifo: str = ""
+    base_dir: str = "."
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def _text(value: RawValue) -> str:
+    """uWSGI gives bytes, a list for a repeated key (we take the last), or True for a flag."""
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if value is True:
+        return "true"
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    """Several items in one value, separated by spaces or commas."""
+    return tuple(item for item in re.split(r"[\s,]+", text) if item)
+
+
+def _whole_seconds(text: str) -> int:
+    if not re.fullmatch(r"\+?\d+", text) or int(text) < 1:
+        raise ValueError(
+            "a whole number of seconds, 1 or more (uWSGI timers tick in whole seconds)"
+        )
+    return int(text)
+
+
+def _seconds(limit: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= limit:
+            raise ValueError(f"a number of seconds from 0 to {limit:g}, such as 0.3")
+        return value
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError("one of " + ", ".join(choices))
+        return text.lower()
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError("true or false (also 1/0, yes/no, on/off)")
+
+
+def _count(text: str) -> int:
+    if not re.fullmatch(r"\d+", text):
+        raise ValueError("a whole number, 0 to turn the guard off")
+    return int(text)
+
+
+def _any(text: str) -> str:
+    return text
+
+
+# key (without prefix) -> (Config field, parser, one-line description for docs and `check`)
+KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
+    "period": ("period", _whole_seconds, "seconds between checks, whole seconds >= 1"),
+    "include": ("include", split_list, "extra files, folders or globs to track"),
+    "exclude": ("exclude", split_list, "globs of files and folders never to track"),
+    "mode": ("mode", _choice(MODES), "how to reload: " + ", ".join(MODES)),
+    "delay": ("delay", _seconds(10), "quiet time after the last change before reloading"),
+    "max-delay": ("max_delay", _seconds(60), "reload anyway after this long of constant changes"),
+    "check-syntax": ("check_syntax", _boolean, "compile changed .py files before reloading"),
+    "backend": ("backend", _choice(BACKENDS), "how to notice changes: " + ", ".join(BACKENDS)),
+    "track-modules": ("track_modules", _boolean, "track the files of imported modules"),
+    "loop-guard": ("loop_guard", _count, "stop after this many reloads in a row for same files"),
+    "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain/workers mode)"),
+}
+
+
+def parse_config(options: Mapping[str, RawValue], base_dir: str = ".") -> Config:
+    """Build a :class:`Config` from every ``uwsgi-reload-*`` entry of ``options``.
+
+    Keys without the prefix are ignored (they belong to uWSGI). Unknown
+    ``uwsgi-reload-*`` keys are errors, with the closest known key suggested.
+    """
+    values: dict[str, object] = {"base_dir": base_dir}
+    problems: list[str] = []
+    for name, raw in options.items():
+        if not name.startswith(PREFIX):
+            continue
+        key = name[len(PREFIX) :]
+        if key not in KEYS:
+            problems.append(_unknown_key(name))
+            continue
+        attr, parse, _ = KEYS[key]
+        text = _text(raw)
+        try:
+            values[attr] = parse(text)
+        except ValueError as allowed:
+            problems.append(f"{name} = {text!r} is not allowed: expected {allowed}")
+    if problems:
+        raise ConfigError(problems)
+    config = Config(**values)  # type: ignore[arg-type]
+    return _check_combinations(config)
+
+
+def _check_combinations(config: Config) -> Config:
+    if config.max_delay < config.delay:
+        raise ConfigError(
+            [
+                f"{PREFIX}max-delay = {config.max_delay:g} is smaller than "
+                f"{PREFIX}delay = {config.delay:g}: expected max-delay >= delay"
+            ]
+        )
+    return config
+
+
+def _unknown_key(name: str) -> str:
+    known = [PREFIX + key for key in KEYS]
+    guess = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {guess[0]}?)" if guess else ""
+    return f"{name} is not a known key{hint}: known keys are " + ", ".join(known)
+
+
+def describe(config: Config) -> Iterable[tuple[str, str]]:
+    """(key, effective value) pairs, for the start-up line and ``uwsgi-reload check``."""
+    for key, (attr, _, _) in KEYS.items():
+        value = getattr(config, attr)
+        if isinstance(value, tuple):
+            value = " ".join(value) or "-"
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        yield PREFIX + key, str(value) if value != "" else "-"

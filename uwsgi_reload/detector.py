@@ -1,0 +1,158 @@
+"""The change detector: which files are tracked, their baseline, what changed since.
+
+Independent of any server: uWSGI, gunicorn and the command line each own one and ask
+it :meth:`Detector.check` on their own schedule.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import Callable
+
+from . import loadstats, snapshot, sources
+from .config import Config
+from .snapshot import Changes, Stat
+
+
+class Detector:
+    """Tracks module files and include patterns against a baseline.
+
+    The baseline of a module file is its stat when Python loaded it (see
+    :mod:`uwsgi_reload.loadstats`), so a save made before the first check is still
+    a change. Other files get their baseline when first seen, except ``watch_since``
+    files (the ones a failed load named), which count as changed if written after
+    the detector started.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        modules: Callable[[], Iterable] = lambda: list(sys.modules.values()),
+        load_stats: Callable[[], dict[str, Stat]] = loadstats.recorded,
+    ) -> None:
+        self.config = config
+        self.rules = sources.Rules(config.exclude, config.base_dir)
+        self._modules = modules if config.track_modules else (lambda: ())
+        self._load_stats = load_stats
+        self.baseline: dict[str, Stat] = {}
+        self.extra: set[str] = set()  # files tracked because a failed load named them
+        self.started_ns = time.time_ns()
+        self._known: set[str] = set()
+        self._module_cache: dict[str, object] = {}
+
+    def _module_files(self) -> set[str]:
+        files = set()
+        cache = self._module_cache
+        for module in self._modules():
+            key = getattr(module, "__file__", None)
+            if not isinstance(key, str):
+                continue
+            path = cache.get(key, False)
+            if path is False:
+                path = sources.module_file(module)
+                if path and (sources.in_system_dir(path) or self.rules.excludes(path)):
+                    path = None
+                cache[key] = path
+            if path:
+                files.add(path)
+        return files
+
+    def tracked(self) -> set[str]:
+        """Every path tracked right now (a path may currently be missing)."""
+        includes = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
+        return self._module_files() | includes | self.extra
+
+    def start(self) -> None:
+        """Take the baseline now. Call it before the app loads."""
+        self.baseline = snapshot.take(self.tracked())
+        loaded = self._load_stats()
+        self.baseline.update((p, loaded[p]) for p in self.baseline.keys() & loaded.keys())
+        self._known = set(self.baseline)
+
+    def track_failure_files(self, paths: Iterable[str]) -> None:
+        """Keep files named by a failed load tracked (they are not in sys.modules). A
+        file written after the detector started counts as changed at the next check."""
+        for path in paths:
+            path = sources.absolute(path, self.config.base_dir)
+            if path in self.extra or sources.in_system_dir(path) or self.rules.excludes(path):
+                continue
+            self.extra.add(path)
+            self._known.add(path)
+            stat = snapshot.stat_file(path)
+            if stat is not None and stat[0] > self.started_ns:
+                self.baseline[path] = (0, -1, 0)  # written after the failed load: a change
+            elif stat is not None:
+                self.baseline.setdefault(path, stat)
+
+    def current(self) -> dict[str, Stat]:
+        """Stat every tracked file. A module file seen for the first time gets its
+        load-time stat as baseline; a file new under an include stays out of the
+        baseline, so it shows as added."""
+        modules = self._module_files()
+        includes = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
+        new_modules = modules - self._known
+        if new_modules:
+            loaded = self._load_stats()
+            for path in new_modules:
+                stat = loaded.get(path) or snapshot.stat_file(path)
+                if stat is not None:
+                    self.baseline[path] = stat
+        paths = modules | includes | self.extra
+        self._known |= paths
+        return snapshot.take(paths | self.baseline.keys())
+
+    def learn(self, path: str, stat: Stat | None) -> None:
+        """Another process saw ``path`` with ``stat`` (None: gone): adopt it as baseline."""
+        self._known.add(path)
+        if stat is None:
+            self.baseline.pop(path, None)
+        else:
+            self.baseline[path] = stat
+
+    def check(self) -> Changes:
+        """What changed against the baseline. Does not move the baseline."""
+        return snapshot.diff(self.baseline, self.current())
+
+    def accept(self, current: dict[str, Stat]) -> None:
+        """Make ``current`` the baseline (after a change was handled without reload)."""
+        self.baseline = dict(current)
+        self._known |= current.keys()
+
+    def settle(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> tuple[Changes, dict[str, Stat]]:
+        """Wait until nothing has changed for ``config.delay`` seconds (at most
+        ``config.max_delay`` in all), so a burst of writes gives one reload that sees
+        the final content. Returns the changes against the baseline and the state."""
+        return settle(
+            self.current, self.baseline, self.config.delay, self.config.max_delay, clock, sleep
+        )
+
+
+def settle(
+    scan: Callable[[], dict[str, Stat]],
+    baseline: dict[str, Stat],
+    delay: float,
+    max_delay: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Changes, dict[str, Stat]]:
+    """Scan until two scans ``delay`` seconds apart agree, or ``max_delay`` has passed."""
+    started = clock()
+    state = scan()
+    quiet_since = started
+    step = min(0.05, delay) if delay > 0 else 0
+    while delay > 0:
+        now = clock()
+        if now - quiet_since >= delay or now - started >= max_delay:
+            break
+        sleep(min(step, max(delay - (now - quiet_since), 0)))
+        latest = scan()
+        if latest != state:
+            state = latest
+            quiet_since = clock()
+    return snapshot.diff(baseline, state), state

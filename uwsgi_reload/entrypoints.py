@@ -1,0 +1,76 @@
+"""The app's own files that must stay tracked even when they fail to import: the
+entry file named in the server's options, and the files a failed load named."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from types import ModuleType
+
+from . import sources
+
+FILE_OPTIONS = ("wsgi-file", "file", "eval-file")
+MODULE_OPTIONS = ("module", "wsgi")
+
+
+def _values(options: Mapping, name: str) -> list[str]:
+    value = options.get(name)
+    if value is None or value is True:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def module_path(name: str, search_path: list[str]) -> str | None:
+    """Find the file of a dotted module without importing it (importing a broken
+    module is exactly what must not happen here)."""
+    parts = name.split(":", 1)[0].strip().split(".")
+    for folder in search_path:
+        base = os.path.join(folder or os.getcwd(), *parts)
+        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(candidate):
+                return os.path.abspath(candidate)
+    return None
+
+
+def entry_files(options: Mapping, base_dir: str) -> set[str]:
+    files = set()
+    for name in FILE_OPTIONS:
+        files.update(sources.absolute(v, base_dir) for v in _values(options, name))
+    for value in _values(options, "mount"):
+        target = value.split("=", 1)[-1]
+        if target.endswith(".py"):
+            files.add(sources.absolute(target, base_dir))
+    for name in MODULE_OPTIONS:
+        for value in _values(options, name):
+            path = module_path(value, [base_dir, *sys.path])
+            if path:
+                files.add(path)
+    return files
+
+
+def failure_files(system: ModuleType = sys) -> list[str]:
+    """The files named by the last uncaught error Python printed (uWSGI prints the
+    error of a failed app load with ``PyErr_Print``, which stores it in ``sys.last_value``)."""
+    error = getattr(system, "last_value", None)
+    files: list[str] = []
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        filename = getattr(error, "filename", None)
+        if isinstance(error, SyntaxError) and isinstance(filename, str):
+            files.append(filename)
+        for frame in traceback.extract_tb(error.__traceback__):
+            files.append(frame.filename)
+        error = error.__cause__ or error.__context__
+    return list(
+        dict.fromkeys(
+            os.path.abspath(f) for f in files if f and not f.startswith("<") and os.path.isabs(f)
+        )
+    )
+
+
+def include_exists(pattern: str, base_dir: str) -> bool:
+    return sources.has_glob(pattern) or os.path.exists(sources.absolute(pattern, base_dir))

@@ -1,0 +1,55 @@
+"""The stat of every source file at the moment Python loads it.
+
+A reloader that takes its baseline at its first check misses a save made between the
+app's import and that check. Recording the stat when the import system reads a source
+file closes that window: the baseline is exactly what was loaded.
+
+The import system asks ``SourceFileLoader.path_stats(path)`` once per source module it
+loads (to validate the cached bytecode); wrapping that method is the one place that
+sees every ``.py`` load, in whichever process (uWSGI master or worker) imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.machinery import SourceFileLoader
+from typing import Callable, Optional
+
+from .snapshot import Stat
+
+Listener = Callable[[str, Stat], None]
+
+_recorded: dict[str, Stat] = {}
+_listener: Optional[Listener] = None
+_original = SourceFileLoader.path_stats
+
+
+def _path_stats(self: SourceFileLoader, path: str) -> dict:
+    st = os.stat(path)
+    stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+    key = os.path.normpath(path)
+    _recorded[key] = stat
+    if _listener is not None:
+        try:
+            _listener(key, stat)
+        except Exception:  # never break an import because of us
+            pass
+    return {"mtime": st.st_mtime, "size": st.st_size}
+
+
+def install(listener: Optional[Listener] = None) -> None:
+    """Start recording (idempotent). ``listener`` is told of each load as it happens."""
+    global _listener
+    _listener = listener
+    SourceFileLoader.path_stats = _path_stats  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    global _listener
+    _listener = None
+    SourceFileLoader.path_stats = _original  # type: ignore[method-assign]
+
+
+def recorded() -> dict[str, Stat]:
+    """Path -> stat at load time, for every source file loaded since :func:`install`."""
+    return _recorded

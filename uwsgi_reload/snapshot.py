@@ -1,0 +1,82 @@
+"""Snapshots of file metadata and the difference between two of them. Pure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+# (mtime in ns, size, inode): the inode catches an editor's write-then-rename save even
+# when it keeps the old mtime and size.
+Stat = Tuple[int, int, int]
+Snapshot = Mapping[str, Stat]
+
+
+def stat_file(path: str) -> Optional[Stat]:
+    """The stat of a regular file, or None if it is missing, unreadable or not a file."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not (st.st_mode & 0o170000 == 0o100000):  # S_ISREG: a folder in its place is a deletion
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def take(paths: Iterable[str]) -> dict[str, Stat]:
+    """Stat every path; missing ones are left out, so they show as deleted in a diff."""
+    snapshot = {}
+    for path in paths:
+        stat = stat_file(path)
+        if stat is not None:
+            snapshot[path] = stat
+    return snapshot
+
+
+@dataclass(frozen=True)
+class Changes:
+    added: frozenset[str] = frozenset()
+    modified: frozenset[str] = frozenset()
+    deleted: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(self.added | self.modified | self.deleted)
+
+    def describe(self, limit: int = 10) -> str:
+        """`modified a.py, added b.py` with at most ``limit`` paths named."""
+        parts = []
+        shown = 0
+        for label, paths in (
+            ("modified", self.modified),
+            ("added", self.added),
+            ("deleted", self.deleted),
+        ):
+            if not paths:
+                continue
+            names = sorted(paths)[: max(limit - shown, 0)]
+            shown += len(names)
+            more = len(paths) - len(names)
+            text = ", ".join(names) + (f" (+{more} more)" if more else "")
+            parts.append(f"{label} {text}" if names else f"{label} {more} more")
+        return "; ".join(parts)
+
+    def __or__(self, other: Changes) -> Changes:
+        return Changes(
+            self.added | other.added, self.modified | other.modified, self.deleted | other.deleted
+        )
+
+
+def diff(old: Snapshot, new: Snapshot) -> Changes:
+    """What differs from ``old`` to ``new``: paths only in ``new`` were added, only in
+    ``old`` deleted, in both with another stat modified."""
+    old_keys, new_keys = old.keys(), new.keys()
+    return Changes(
+        added=frozenset(new_keys - old_keys),
+        deleted=frozenset(old_keys - new_keys),
+        modified=frozenset(p for p in old_keys & new_keys if old[p] != new[p]),
+    )

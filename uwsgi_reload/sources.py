@@ -1,0 +1,251 @@
+"""What to watch: the files of imported modules, include patterns, exclusion rules.
+
+Pure: no ``uwsgi`` import. Paths are absolute and normalised (``os.path.abspath``) so
+that the same file always has the same key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import site
+import sys
+import sysconfig
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from importlib.util import source_from_cache
+from types import ModuleType
+
+# Names (of a file or of any folder above it) never worth a reload: caches, VCS data,
+# logs and databases an app writes while it runs, editor swap and backup files.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "__pycache__",
+    "*.pyc",
+    "*.pyo",
+    ".git",
+    ".hg",
+    ".svn",
+    ".bzr",
+    ".tox",
+    ".nox",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".idea",
+    ".vscode",
+    "*.log",
+    "*.sqlite",
+    "*.sqlite3",
+    "*.db",
+    "*-journal",
+    "*-wal",
+    "*-shm",
+    "*.swp",
+    "*.swo",
+    "*.swx",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",  # vim's probe file
+    "*.tmp",
+    ".DS_Store",
+)
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def has_glob(pattern: str) -> bool:
+    return bool(_GLOB_CHARS.search(pattern))
+
+
+def _segment_regex(segment: str) -> str:
+    out = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = segment.find("]", i + 2)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = segment[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an absolute glob. ``*`` and ``?`` stay inside one path segment and match
+    dot-names too; ``**`` as a whole segment matches zero or more segments. A pattern
+    that names a folder also matches everything below it."""
+    parts = pattern.split("/")
+    out = []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        out.append(_segment_regex(part))
+        if not last:
+            out.append("/")
+    return re.compile("".join(out) + "(?:/.*)?")
+
+
+class Rules:
+    """Exclusion rules. A pattern without ``/`` matches any path segment (``*.log``,
+    ``node_modules``); a pattern with ``/`` is a path glob, relative to ``base_dir``."""
+
+    def __init__(self, exclude: Iterable[str] = (), base_dir: str = ".", defaults: bool = True):
+        patterns = (*(DEFAULT_EXCLUDE if defaults else ()), *exclude)
+        self.base_dir = os.path.abspath(base_dir)
+        names, paths = [], []
+        for pattern in patterns:
+            pattern = pattern.rstrip("/")
+            if "/" in pattern:
+                paths.append(glob_regex(absolute(pattern, self.base_dir)).pattern)
+            else:
+                names.append(_segment_regex(pattern))
+        self._name = re.compile("(?:" + "|".join(names) + ")") if names else None
+        self._path = re.compile("(?:" + "|".join(paths) + ")") if paths else None
+
+    def excludes_name(self, name: str) -> bool:
+        return bool(self._name and self._name.fullmatch(name))
+
+    def excludes(self, path: str) -> bool:
+        if self._path and self._path.fullmatch(path):
+            return True
+        if self._name:
+            # Only the part below base_dir: a project kept in a folder named `venv`
+            # must not exclude itself.
+            if path.startswith(self.base_dir + os.sep):
+                path = path[len(self.base_dir) + 1 :]
+            return any(self._name.fullmatch(part) for part in path.split("/") if part)
+        return False
+
+
+def absolute(path: str, base_dir: str) -> str:
+    path = os.path.expanduser(path)
+    return os.path.normpath(os.path.join(base_dir, path))
+
+
+@lru_cache(maxsize=1)
+def system_dirs() -> tuple[str, ...]:
+    """Where the standard library and installed packages live: code a developer does
+    not edit while the server runs. Tracked only when included explicitly."""
+    dirs = set()
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(name)
+        if path:
+            dirs.add(path)
+    try:
+        dirs.update(site.getsitepackages())
+    except AttributeError:  # old virtualenv's site.py
+        pass
+    if site.getusersitepackages():
+        dirs.add(site.getusersitepackages())
+    if sys.prefix != sys.base_prefix:  # a virtualenv holds nothing of the project's
+        dirs.add(sys.prefix)
+    return tuple(sorted({os.path.realpath(d) for d in dirs} | {os.path.abspath(d) for d in dirs}))
+
+
+def in_system_dir(path: str) -> bool:
+    return any(path == d or path.startswith(d + os.sep) for d in system_dirs())
+
+
+def source_of(filename: str) -> str:
+    """The file a reload depends on for a module file: ``x.pyc`` -> ``x.py``."""
+    if filename.endswith((".pyc", ".pyo")):
+        try:
+            return source_from_cache(filename)
+        except ValueError:  # a .pyc outside __pycache__ (sourceless distribution)
+            return filename[:-1]
+    return filename
+
+
+def module_file(module: ModuleType) -> str | None:
+    """The source file of a module, or None for built-in, frozen and namespace modules."""
+    spec = getattr(module, "__spec__", None)
+    filename = None
+    if spec is not None and getattr(spec, "has_location", False):
+        filename = spec.origin
+    if not filename:
+        filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str) or not os.path.isabs(filename):
+        return None
+    return os.path.normpath(source_of(filename))
+
+
+def module_files(modules: Iterable[ModuleType], rules: Rules) -> set[str]:
+    files = set()
+    for module in list(modules):
+        path = module_file(module)
+        if path and not in_system_dir(path) and not rules.excludes(path):
+            files.add(path)
+    return files
+
+
+def _static_root(pattern: str) -> str:
+    """The longest leading folder of an absolute glob that has no glob character."""
+    parts = pattern.split("/")
+    root = []
+    for part in parts:
+        if has_glob(part):
+            break
+        root.append(part)
+    return "/".join(root) or "/"
+
+
+def walk_files(root: str, rules: Rules) -> Iterator[str]:
+    """Every file below ``root``, skipping excluded folders early, never following
+    symlinked folders (a symlink loop cannot trap the walk)."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if rules.excludes_name(entry.name):
+                        continue
+                    path = os.path.join(folder, entry.name)
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if is_dir:
+                        stack.append(path)
+                    elif not rules.excludes(path):
+                        yield path
+        except OSError:  # vanished or unreadable while walking
+            continue
+
+
+def expand_includes(patterns: Iterable[str], base_dir: str, rules: Rules) -> set[str]:
+    """The files the include patterns name right now. A plain file is tracked even if
+    an exclusion rule would match it (it was named explicitly); a folder is walked;
+    a glob is matched against the files below its static root."""
+    files: set[str] = set()
+    for pattern in patterns:
+        path = absolute(pattern, base_dir)
+        if has_glob(pattern):
+            regex = glob_regex(path)
+            root = _static_root(path)
+            if os.path.isdir(root):
+                files.update(p for p in walk_files(root, rules) if regex.fullmatch(p))
+        elif os.path.isdir(path):
+            files.update(walk_files(path, rules))
+        else:
+            files.add(path)
+    return files

@@ -1,0 +1,138 @@
+"""State shared by the processes of one server instance, in files.
+
+uWSGI runs our check in whichever worker is free, and each worker has its own memory:
+a module one worker imported after the fork, or a change one worker handled without a
+reload, must be known to the next worker that checks. The journal is an append-only
+file of such facts; each process reads what it has not read yet. A lock file makes
+sure only one process checks at a time. The history file outlives reloads (the master
+re-executes itself, so memory does not) and feeds the loop guard.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Optional
+
+from .snapshot import Stat
+
+
+def instance_dir(server_pid: int, root: Optional[str] = None) -> str:
+    """A folder private to one server instance: its pid and the pid's start time, which
+    both survive uWSGI's re-exec at a reload, and tell a reused pid apart."""
+    root = (
+        root
+        or os.environ.get("UWSGI_RELOAD_STATE_DIR")
+        or os.path.join(tempfile.gettempdir(), f"uwsgi-reload-{os.getuid()}")
+    )
+    path = os.path.join(root, f"{server_pid}-{_start_time(server_pid)}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "0"
+
+
+class Journal:
+    """Append-only facts of one generation (from one (re)start of the server to the next)."""
+
+    def __init__(self, folder: str, generation: str) -> None:
+        self.folder = folder
+        self.path = os.path.join(folder, f"journal-{generation}")
+        self._offset = 0
+        self._lock_fd: Optional[int] = None
+
+    def clear_old(self) -> None:
+        """Remove the journals of earlier generations (called by the process that
+        starts a generation)."""
+        for name in os.listdir(self.folder):
+            if name.startswith("journal-") and os.path.join(self.folder, name) != self.path:
+                try:
+                    os.unlink(os.path.join(self.folder, name))
+                except OSError:
+                    pass
+
+    def _append(self, record: dict) -> None:
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8", "surrogatepass")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)  # one write with O_APPEND: lines from processes never mix
+        finally:
+            os.close(fd)
+
+    def record_baseline(self, stats: dict[str, Optional[Stat]]) -> None:
+        """These paths now have this baseline (None: gone, and that is known)."""
+        if stats:
+            self._append({"baseline": stats})
+
+    def record(self, **fact: object) -> None:
+        self._append(fact)
+
+    def read_new(self) -> list[dict]:
+        """The records appended since this process last read."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # leave a half-written line for next time
+        self._offset += end
+        records = []
+        for line in data[:end].splitlines():
+            try:
+                records.append(json.loads(line.decode("utf-8", "surrogatepass")))
+            except ValueError:
+                continue
+        return records
+
+    @contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Yield True if this process got the check lock, False if another holds it."""
+        fd = os.open(os.path.join(self.folder, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+class History:
+    """Recent reloads, kept across reloads: [(time, [paths])], newest last."""
+
+    def __init__(self, folder: str, keep: int = 20) -> None:
+        self.path = os.path.join(folder, "history.json")
+        self.keep = keep
+
+    def load(self) -> list:
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
+                data = json.load(f)
+            return data if isinstance(data, list) else []
+        except (OSError, ValueError):
+            return []
+
+    def add(self, paths: list[str], now: Optional[float] = None) -> list:
+        entries = [*self.load(), [time.time() if now is None else now, paths]][-self.keep :]
+        tmp = self.path + f".{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            json.dump(entries, f)
+        os.replace(tmp, self.path)
+        return entries

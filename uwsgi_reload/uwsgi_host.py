@@ -1,0 +1,212 @@
+"""The uWSGI wiring: read the ini, register the timer, reload.
+
+Imported only inside a uWSGI process (``import = uwsgi_reload``). Everything that
+decides what changed lives in :mod:`uwsgi_reload.detector`; this module only connects
+it to uWSGI's options, signals, log and reload calls.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+
+import uwsgi
+
+from . import entrypoints, loadstats, state
+from .config import Config, ConfigError, describe, parse_config
+from .detector import Detector
+from .snapshot import Changes
+
+IMPORT_OPTIONS = (
+    "import",
+    "pyimport",
+    "py-import",
+    "python-import",
+    "shared-import",
+    "shared-pyimport",
+    "shared-py-import",
+    "shared-python-import",
+)
+LAZY_SIGNAL_BASE = 200  # lazy-apps: each worker registers its own signal, 200 + worker id
+
+
+def log(message: str) -> None:
+    for line in message.rstrip("\n").splitlines():
+        uwsgi.log(f"uwsgi_reload: {line}")
+
+
+def _opt_text(name: str) -> list[str]:
+    value = uwsgi.opt.get(name)
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def requested() -> bool:
+    """True when the ini asks for us (``import = uwsgi_reload`` or a sibling option);
+    an app importing the library inside uWSGI does not switch reloading on."""
+    return any(v.strip() == "uwsgi_reload" for name in IMPORT_OPTIONS for v in _opt_text(name))
+
+
+def _lazy() -> bool:
+    return bool(uwsgi.opt.get("lazy-apps") or uwsgi.opt.get("lazy"))
+
+
+def read_config() -> Config:
+    config = parse_config(uwsgi.opt, base_dir=os.getcwd())
+    problems = []
+    missing = [p for p in config.include if not entrypoints.include_exists(p, config.base_dir)]
+    problems += [
+        f"uwsgi-reload-include names {p!r}, which does not exist in {config.base_dir}: "
+        "expected an existing file or folder, or a glob"
+        for p in missing
+    ]
+    if not uwsgi.masterpid():
+        problems.append(
+            "uwsgi-reload needs the uWSGI master (its timers run there): "
+            "add `master = true` to the [uwsgi] section"
+        )
+    if config.mode in ("chain", "workers") and not _lazy():
+        problems.append(
+            f"uwsgi-reload-mode = {config.mode} needs `lazy-apps = true` (without it workers "
+            "are forked from the master and keep the old code): add it, or use mode graceful"
+        )
+    if config.mode in ("chain", "workers") and not (config.fifo or _opt_text("master-fifo")):
+        problems.append(
+            f"uwsgi-reload-mode = {config.mode} needs a master FIFO: add `master-fifo = PATH`"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _stop_server(config_error: ConfigError) -> None:
+    for problem in config_error.problems:
+        log(f"ERROR: {problem}")
+    log("ERROR: uWSGI stops here so that this cannot be missed. Fix the ini, or remove")
+    log("ERROR: `import = uwsgi_reload` to run without reloading.")
+    if uwsgi.worker_id() == 0 or not uwsgi.masterpid():
+        os._exit(1)  # the master, before it forks: nothing is serving yet
+    os.kill(uwsgi.masterpid(), signal.SIGINT)  # lazy-apps worker: stop the whole stack
+
+
+class UwsgiReloader:
+    """One per process that imported us; its :meth:`tick` is the timer handler."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.detector = Detector(config)
+        folder = state.instance_dir(uwsgi.masterpid())
+        self.journal = state.Journal(folder, str(uwsgi.started_on))
+        self.history = state.History(folder)
+        self.first_tick_done = False
+        self.reloading = False
+        self.entry_files = entrypoints.entry_files(uwsgi.opt, config.base_dir)
+        self.detector.extra.update(self.entry_files)
+
+    def start(self) -> None:
+        if uwsgi.worker_id() == 0:
+            self.journal.clear_old()
+        loadstats.install(self._on_load)
+        self.detector.start()
+        self._register_timer()
+
+    def _on_load(self, path: str, stat: tuple) -> None:
+        # After the fork, other workers must learn of a module only this one imported.
+        if uwsgi.worker_id() > 0:
+            self.journal.record_baseline({path: stat})
+
+    def _register_timer(self) -> None:
+        wid = uwsgi.worker_id()
+        if wid == 0:
+            import uwsgidecorators
+
+            uwsgidecorators.timer(self.config.period)(self.tick)
+            return
+        # lazy-apps: we run in each worker after the fork. A signal registered in a
+        # worker can only run in that worker, and uWSGI never prunes its timer table,
+        # so each worker owns one signal and a respawned worker reuses it.
+        signum = LAZY_SIGNAL_BASE + wid
+        if signum > 255:
+            log(f"worker {wid}: no free signal number, this worker does not check")
+            return
+        known = uwsgi.signal_registered(signum)
+        uwsgi.register_signal(signum, f"worker{wid}", self.tick)
+        if not known:
+            uwsgi.add_timer(signum, self.config.period)
+
+    def tick(self, signum: int = 0) -> None:
+        """The timer handler: never raises into uWSGI."""
+        try:
+            with self.journal.exclusive() as mine:
+                if mine and not self.reloading:
+                    self._check()
+        except Exception:
+            log("internal error in the check (reported, the next check runs as usual):")
+            log(traceback.format_exc())
+
+    def _merge_journal(self) -> None:
+        for record in self.journal.read_new():
+            if "baseline" in record:
+                for path, stat in record["baseline"].items():
+                    self.detector.learn(path, tuple(stat) if stat else None)
+            if "reloading" in record:
+                self.reloading = True
+            if "announced" in record:
+                self.first_tick_done = True
+
+    def _check(self) -> None:
+        self._merge_journal()
+        if self.reloading:
+            return
+        if not self.first_tick_done:
+            self._first_tick()
+        changes = self.detector.check()
+        if not changes:
+            return
+        changes, current = self.detector.settle()
+        if not changes:
+            self.detector.accept(current)
+            return
+        self._reload(changes)
+
+    def _first_tick(self) -> None:
+        failure = entrypoints.failure_files(sys)
+        if failure:
+            log("the app failed to load; tracking the files it named: " + ", ".join(failure))
+            self.detector.track_failure_files(failure)
+        tracked = self.detector.tracked()
+        settings = ", ".join(f"{k[len('uwsgi-reload-') :]}={v}" for k, v in describe(self.config))
+        log(
+            f"reloading on: tracking {len(tracked)} files under {self.config.base_dir} ({settings})"
+        )
+        self.first_tick_done = True
+        self.journal.record(announced=True)
+
+    def _reload(self, changes: Changes) -> None:
+        log(f"{changes.describe()} -> {self.config.mode} reload")
+        self.history.add(changes.paths)
+        self.reloading = True
+        self.journal.record(reloading=changes.paths)
+        uwsgi.reload()
+
+
+def activate() -> None:
+    """Switch reloading on in this uWSGI process. Configuration errors stop uWSGI;
+    an internal error is logged loudly and leaves the app serving without reloading."""
+    if not requested():
+        return
+    try:
+        config = read_config()
+    except ConfigError as error:
+        _stop_server(error)
+        return
+    try:
+        UwsgiReloader(config).start()
+    except Exception:
+        log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
+        log(traceback.format_exc())
+        log("Please report this at the project's issue tracker with the lines above.")
