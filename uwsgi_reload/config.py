@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Callable, Union
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 PREFIX = "uwsgi-reload-"
 
-RawValue = Union[str, bytes, bool, int, list, tuple, None]
+RawValue = str | bytes | bool | int | list | tuple | None
 
 MODES = ("graceful", "chain", "workers")
 BACKENDS = ("auto", "poll", "inotify")
@@ -48,7 +47,6 @@ class Config:
     loop_guard: int = 3
     fifo: str = ""
     base_dir: str = "."
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _text(value: RawValue) -> str:

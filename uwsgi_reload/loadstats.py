@@ -12,15 +12,16 @@ sees every ``.py`` load, in whichever process (uWSGI master or worker) imports i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from importlib.machinery import SourceFileLoader
-from typing import Callable, Optional
 
 from .snapshot import Stat
 
 Listener = Callable[[str, Stat], None]
 
 _recorded: dict[str, Stat] = {}
-_listener: Optional[Listener] = None
+listener_errors: list[str] = []  # the host logs and clears these
+_listener: Listener | None = None
 _original = SourceFileLoader.path_stats
 
 
@@ -32,12 +33,13 @@ def _path_stats(self: SourceFileLoader, path: str) -> dict:
     if _listener is not None:
         try:
             _listener(key, stat)
-        except Exception:  # never break an import because of us
-            pass
+        except Exception as error:  # never break an import because of us; reported later
+            if len(listener_errors) < 10:
+                listener_errors.append(f"{key}: {type(error).__name__}: {error}")
     return {"mtime": st.st_mtime, "size": st.st_size}
 
 
-def install(listener: Optional[Listener] = None) -> None:
+def install(listener: Listener | None = None) -> None:
     """Start recording (idempotent). ``listener`` is told of each load as it happens."""
     global _listener
     _listener = listener

@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 # (mtime in ns, size, inode): the inode catches an editor's write-then-rename save even
 # when it keeps the old mtime and size.
-Stat = Tuple[int, int, int]
+Stat = tuple[int, int, int]
 Snapshot = Mapping[str, Stat]
 
 
-def stat_file(path: str) -> Optional[Stat]:
+def stat_file(path: str) -> Stat | None:
     """The stat of a regular file, or None if it is missing, unreadable or not a file."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return None
-    if not (st.st_mode & 0o170000 == 0o100000):  # S_ISREG: a folder in its place is a deletion
+    if st.st_mode & 61440 != 32768:  # S_ISREG: a folder in its place is a deletion
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 

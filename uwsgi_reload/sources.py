@@ -150,10 +150,8 @@ def system_dirs() -> tuple[str, ...]:
         path = sysconfig.get_paths().get(name)
         if path:
             dirs.add(path)
-    try:
+    if hasattr(site, "getsitepackages"):  # missing from old virtualenv's site.py
         dirs.update(site.getsitepackages())
-    except AttributeError:  # old virtualenv's site.py
-        pass
     if site.getusersitepackages():
         dirs.add(site.getusersitepackages())
     if sys.prefix != sys.base_prefix:  # a virtualenv holds nothing of the project's

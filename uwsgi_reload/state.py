@@ -16,13 +16,12 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Optional
+from contextlib import contextmanager, suppress
 
 from .snapshot import Stat
 
 
-def instance_dir(server_pid: int, root: Optional[str] = None) -> str:
+def instance_dir(server_pid: int, root: str | None = None) -> str:
     """A folder private to one server instance: its pid and the pid's start time, which
     both survive uWSGI's re-exec at a reload, and tell a reused pid apart."""
     root = (
@@ -50,17 +49,15 @@ class Journal:
         self.folder = folder
         self.path = os.path.join(folder, f"journal-{generation}")
         self._offset = 0
-        self._lock_fd: Optional[int] = None
+        self._lock_fd: int | None = None
 
     def clear_old(self) -> None:
         """Remove the journals of earlier generations (called by the process that
         starts a generation)."""
         for name in os.listdir(self.folder):
             if name.startswith("journal-") and os.path.join(self.folder, name) != self.path:
-                try:
+                with suppress(OSError):
                     os.unlink(os.path.join(self.folder, name))
-                except OSError:
-                    pass
 
     def _append(self, record: dict) -> None:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8", "surrogatepass")
@@ -70,7 +67,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def record_baseline(self, stats: dict[str, Optional[Stat]]) -> None:
+    def record_baseline(self, stats: dict[str, Stat | None]) -> None:
         """These paths now have this baseline (None: gone, and that is known)."""
         if stats:
             self._append({"baseline": stats})
@@ -129,7 +126,7 @@ class History:
         except (OSError, ValueError):
             return []
 
-    def add(self, paths: list[str], now: Optional[float] = None) -> list:
+    def add(self, paths: list[str], now: float | None = None) -> list:
         entries = [*self.load(), [time.time() if now is None else now, paths]][-self.keep :]
         tmp = self.path + f".{os.getpid()}"
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
