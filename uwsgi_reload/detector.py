@@ -14,6 +14,9 @@ from . import loadstats, snapshot, sources
 from .config import Config
 from .snapshot import Changes, Stat
 
+# A baseline no file can have: the processes loaded different versions of the file.
+MIXED: Stat = (0, -1, 0)
+
 
 class Detector:
     """Tracks module files and include patterns against a baseline.
@@ -39,7 +42,10 @@ class Detector:
         self.extra: set[str] = set()  # files tracked because a failed load named them
         self.started_ns = time.time_ns()
         self._known: set[str] = set()
+        self._own_modules: set[str] = set()
         self._module_cache: dict[str, object] = {}
+        # More files to track, asked at every check (Django's watched folders, ...)
+        self.providers: list[Callable[[], Iterable[str]]] = []
 
     def _module_files(self) -> set[str]:
         files = set()
@@ -58,14 +64,30 @@ class Detector:
                 files.add(path)
         return files
 
+    def add_provider(self, provider: Callable[[], Iterable[str]]) -> None:
+        """Track the files ``provider()`` names at each check from now on; the ones it
+        names now are the baseline (a file it names later is an addition)."""
+        self.providers.append(provider)
+        files = self._included() - self._known
+        self.baseline.update(snapshot.take(files))
+        self._known |= files
+
+    def _included(self) -> set[str]:
+        files = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
+        for provider in self.providers:
+            files.update(
+                p for p in provider() if not sources.in_system_dir(p) and not self.rules.excludes(p)
+            )
+        return files
+
     def tracked(self) -> set[str]:
         """Every path tracked right now (a path may currently be missing)."""
-        includes = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
-        return self._module_files() | includes | self.extra
+        return self._module_files() | self._included() | self.extra
 
     def start(self) -> None:
         """Take the baseline now. Call it before the app loads."""
-        self.baseline = snapshot.take(self.tracked())
+        self._own_modules = self._module_files()
+        self.baseline = snapshot.take(self._own_modules | self._included() | self.extra)
         loaded = self._load_stats()
         self.baseline.update((p, loaded[p]) for p in self.baseline.keys() & loaded.keys())
         self._known = set(self.baseline)
@@ -81,7 +103,7 @@ class Detector:
             self._known.add(path)
             stat = snapshot.stat_file(path)
             if stat is not None and stat[0] > self.started_ns:
-                self.baseline[path] = (0, -1, 0)  # written after the failed load: a change
+                self.baseline[path] = MIXED  # written after the failed load: a change
             elif stat is not None:
                 self.baseline.setdefault(path, stat)
 
@@ -90,14 +112,15 @@ class Detector:
         load-time stat as baseline; a file new under an include stays out of the
         baseline, so it shows as added."""
         modules = self._module_files()
-        includes = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
-        new_modules = modules - self._known
+        includes = self._included()
+        new_modules = modules - self._own_modules
         if new_modules:
             loaded = self._load_stats()
             for path in new_modules:
                 stat = loaded.get(path) or snapshot.stat_file(path)
                 if stat is not None:
-                    self.baseline[path] = stat
+                    self.learn_loaded(path, stat)
+            self._own_modules |= new_modules
         paths = modules | includes | self.extra
         self._known |= paths
         return snapshot.take(paths | self.baseline.keys())
@@ -109,6 +132,16 @@ class Detector:
             self.baseline.pop(path, None)
         else:
             self.baseline[path] = stat
+
+    def learn_loaded(self, path: str, stat: Stat) -> None:
+        """A process loaded ``path`` at ``stat``. If another process loaded another
+        version, the processes serve different code: that is a change."""
+        self._known.add(path)
+        known = self.baseline.get(path)
+        if known is None:
+            self.baseline[path] = stat
+        elif known != stat:
+            self.baseline[path] = MIXED
 
     def check(self) -> Changes:
         """What changed against the baseline. Does not move the baseline."""

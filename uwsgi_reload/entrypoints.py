@@ -64,12 +64,25 @@ def failure_files(system: ModuleType = sys) -> list[str]:
             files.append(filename)
         for frame in traceback.extract_tb(error.__traceback__):
             files.append(frame.filename)
+        if isinstance(error, ModuleNotFoundError) and error.name:
+            files.extend(missing_module_candidates(error.name, system.path))
         error = error.__cause__ or error.__context__
-    return list(
-        dict.fromkeys(
-            os.path.abspath(f) for f in files if f and not f.startswith("<") and os.path.isabs(f)
-        )
-    )
+    # relative names (uWSGI compiles `wsgi-file = app.py` as "app.py") are relative to
+    # the working directory, which is where the check runs too
+    return list(dict.fromkeys(os.path.abspath(f) for f in files if f and not f.startswith("<")))
+
+
+def missing_module_candidates(name: str, search_path: list[str]) -> list[str]:
+    """Where a module that could not be found would appear: ``x/y.py`` and
+    ``x/y/__init__.py`` under each folder of the search path."""
+    parts = name.split(".")
+    candidates = []
+    for folder in search_path:
+        if not isinstance(folder, str) or not os.path.isdir(folder or "."):
+            continue
+        base = os.path.join(folder or os.getcwd(), *parts)
+        candidates += [base + ".py", os.path.join(base, "__init__.py")]
+    return candidates
 
 
 def include_exists(pattern: str, base_dir: str) -> bool:

@@ -72,6 +72,10 @@ class Journal:
         if stats:
             self._append({"baseline": stats})
 
+    def record_loaded(self, path: str, stat: Stat) -> None:
+        """This process imported ``path`` at ``stat``."""
+        self._append({"loaded": [path, stat]})
+
     def record(self, **fact: object) -> None:
         self._append(fact)
 

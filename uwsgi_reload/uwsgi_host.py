@@ -14,9 +14,10 @@ import traceback
 
 import uwsgi
 
-from . import entrypoints, loadstats, state
-from .config import Config, ConfigError, describe, parse_config
+from . import entrypoints, loadstats, snapshot, state, syntax
+from .config import PREFIX, Config, ConfigError, describe, parse_config
 from .detector import Detector
+from .extensions import Extension, discover
 from .snapshot import Changes
 
 IMPORT_OPTIONS = (
@@ -94,7 +95,7 @@ def _stop_server(config_error: ConfigError) -> None:
 
 
 class UwsgiReloader:
-    """One per process that imported us; its :meth:`tick` is the timer handler."""
+    """One per process that imported us; :meth:`tick` is the timer handler."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -102,29 +103,35 @@ class UwsgiReloader:
         folder = state.instance_dir(uwsgi.masterpid())
         self.journal = state.Journal(folder, str(uwsgi.started_on))
         self.history = state.History(folder)
-        self.first_tick_done = False
+        self.announced = False  # once per generation, whichever worker checks first
+        self.prepared = False  # once per process
         self.reloading = False
-        self.entry_files = entrypoints.entry_files(uwsgi.opt, config.base_dir)
-        self.detector.extra.update(self.entry_files)
+        self.extensions: list[Extension] = []
+        self.broken: dict[str, tuple] = {}  # .py files that did not compile, at that stat
+        self.broadcast_signum: int | None = None
+        self.detector.extra.update(entrypoints.entry_files(uwsgi.opt, config.base_dir))
 
     def start(self) -> None:
         if uwsgi.worker_id() == 0:
             self.journal.clear_old()
         loadstats.install(self._on_load)
         self.detector.start()
-        self._register_timer()
+        self._register_signals()
 
     def _on_load(self, path: str, stat: tuple) -> None:
         # After the fork, other workers must learn of a module only this one imported.
         if uwsgi.worker_id() > 0:
-            self.journal.record_baseline({path: stat})
+            self.journal.record_loaded(path, stat)
 
-    def _register_timer(self) -> None:
+    def _register_signals(self) -> None:
         wid = uwsgi.worker_id()
         if wid == 0:
             import uwsgidecorators
 
             uwsgidecorators.timer(self.config.period)(self.tick)
+            # Changes a framework applies without a restart must reach every worker.
+            self.broadcast_signum = uwsgidecorators.get_free_signal()
+            uwsgi.register_signal(self.broadcast_signum, "workers", self.on_broadcast)
             return
         # lazy-apps: we run in each worker after the fork. A signal registered in a
         # worker can only run in that worker, and uWSGI never prunes its timer table,
@@ -145,25 +152,77 @@ class UwsgiReloader:
                 if mine and not self.reloading:
                     self._check()
         except Exception:
-            log("internal error in the check (reported, the next check runs as usual):")
+            log("internal error in the check (reported; the next check runs as usual):")
+            log(traceback.format_exc())
+
+    def on_broadcast(self, signum: int = 0) -> None:
+        """Runs in every worker after one worker let a framework apply a change."""
+        try:
+            self._prepare()
+            self._merge_journal()
+        except Exception:
+            log("internal error while applying a change in this worker:")
             log(traceback.format_exc())
 
     def _merge_journal(self) -> None:
         for record in self.journal.read_new():
-            if "baseline" in record:
-                for path, stat in record["baseline"].items():
-                    self.detector.learn(path, tuple(stat) if stat else None)
+            for path, stat in record.get("baseline", {}).items():
+                self.detector.learn(path, tuple(stat) if stat else None)
+            if "loaded" in record:
+                path, stat = record["loaded"]
+                self.detector.learn_loaded(path, tuple(stat))
+            for path, stat in record.get("broken", {}).items():
+                self.broken[path] = tuple(stat)
             if "reloading" in record:
                 self.reloading = True
             if "announced" in record:
-                self.first_tick_done = True
+                self.announced = True
+            if "apply" in record and record.get("pid") != os.getpid():
+                for extension in self.extensions:
+                    extension.handle(record["apply"])
+
+    def _prepare(self) -> None:
+        if self.prepared:
+            return
+        self.prepared = True
+        failure = entrypoints.failure_files(sys)
+        if failure:
+            shown = [p for p in failure if os.path.exists(p)] or failure[:3]
+            log(
+                "an error was raised while loading; tracking the files it named: "
+                + ", ".join(shown)
+            )
+            self.detector.track_failure_files(failure)
+        # The files of the change that caused the last reload stay tracked, so that
+        # restoring a deleted module brings the app back.
+        for _, paths in self.history.load()[-1:]:
+            self.detector.track_failure_files(paths)
+        for extension in discover():
+            self.extensions.append(extension)
+            self.detector.add_provider(extension.files)
+
+    def _announce(self) -> None:
+        tracked = self.detector.tracked()
+        names = ", ".join(e.name for e in self.extensions) or "none"
+        settings = ", ".join(f"{k[len(PREFIX) :]}={v}" for k, v in describe(self.config))
+        log(
+            f"reloading on: mode {self.config.mode}, period {self.config.period}s, "
+            f"tracking {len(tracked)} files under {self.config.base_dir}, extensions: {names}"
+        )
+        log(f"settings: {settings}")
+        self.announced = True
+        self.journal.record(announced=True)
 
     def _check(self) -> None:
         self._merge_journal()
         if self.reloading:
             return
-        if not self.first_tick_done:
-            self._first_tick()
+        self._prepare()
+        if not self.announced:
+            self._announce()
+        for error in loadstats.listener_errors:
+            log(f"internal error while recording a module load: {error}")
+        loadstats.listener_errors.clear()
         changes = self.detector.check()
         if not changes:
             return
@@ -171,20 +230,39 @@ class UwsgiReloader:
         if not changes:
             self.detector.accept(current)
             return
-        self._reload(changes)
+        self._act(changes, current)
 
-    def _first_tick(self) -> None:
-        failure = entrypoints.failure_files(sys)
-        if failure:
-            log("the app failed to load; tracking the files it named: " + ", ".join(failure))
-            self.detector.track_failure_files(failure)
-        tracked = self.detector.tracked()
-        settings = ", ".join(f"{k[len('uwsgi-reload-') :]}={v}" for k, v in describe(self.config))
-        log(
-            f"reloading on: tracking {len(tracked)} files under {self.config.base_dir} ({settings})"
-        )
-        self.first_tick_done = True
-        self.journal.record(announced=True)
+    def _accept(self, current: dict) -> None:
+        """Make ``current`` the baseline here and in every other worker."""
+        changed = snapshot.diff(self.detector.baseline, current)
+        self.journal.record_baseline({p: current.get(p) for p in changed.paths})
+        self.detector.accept(current)
+
+    def _act(self, changes: Changes, current: dict) -> None:
+        if self.config.check_syntax:
+            errors = syntax.syntax_errors(changes.paths)
+            for message in errors.values():
+                log(f"not reloading, this file does not compile: {message}")
+            self.broken.update((p, current[p]) for p in errors if p in current)
+            still_broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
+            self.broken = still_broken
+            if still_broken:
+                self.journal.record(broken=still_broken)
+                self._accept(current)
+                if not set(changes.paths) & still_broken.keys():
+                    log(f"{changes.describe()}: waiting for a fix of " + ", ".join(still_broken))
+                return
+        handled: set[str] = set()
+        for extension in self.extensions:
+            handled |= extension.handle(changes.paths)
+        if handled and handled >= set(changes.paths) and self.broadcast_signum is not None:
+            self._accept(current)
+            self.journal.record(apply=changes.paths, pid=os.getpid())
+            uwsgi.signal(self.broadcast_signum)
+            names = ", ".join(e.name for e in self.extensions)
+            log(f"{changes.describe()} -> applied by {names} in every worker, no reload")
+            return
+        self._reload(changes)
 
     def _reload(self, changes: Changes) -> None:
         log(f"{changes.describe()} -> {self.config.mode} reload")

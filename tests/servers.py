@@ -1,0 +1,156 @@
+"""Real server processes for integration tests: start on a random loopback port, poll
+with deadlines, fail with what was served and what the log said, stop by own pid."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+UWSGI = str(BIN / "uwsgi")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write(path: Path, text: str) -> None:
+    """Write like an editor that saves in place; makes parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body); status 0 and the error text when the request failed."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+    except (OSError, urllib.error.URLError) as error:
+        return 0, f"{type(error).__name__}: {error}"
+
+
+class Server:
+    """A server process started in its own process group, logging to a file."""
+
+    def __init__(self, argv: list[str], cwd: Path, port: int, env: dict | None = None):
+        self.argv = argv
+        self.cwd = cwd
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = cwd / f"server-{port}.log"
+        self.last: tuple[int, str] = (0, "no request yet")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdout=open(self.log_path, "wb"),  # noqa: SIM115 (the process owns it)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def explain(self, what: str, tail: int = 40) -> str:
+        lines = self.log().splitlines()[-tail:]
+        status, body = self.last
+        return (
+            f"{what}\nlast response: {status} {body[:300]!r}\n"
+            f"--- last {len(lines)} log lines ({self.log_path}) ---\n" + "\n".join(lines)
+        )
+
+    def get(self, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+        self.last = get(self.url + path, timeout)
+        return self.last
+
+    def wait_for_body(self, expected: str, timeout: float = 15.0, path: str = "/") -> float:
+        """Poll until the body contains ``expected``; return the seconds it took."""
+        return self.wait_until(lambda: expected in self.get(path)[1], timeout, f"body {expected!r}")
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0, count: int = 1) -> re.Match:
+        found: list[re.Match] = []
+
+        def seen() -> bool:
+            found[:] = list(re.finditer(pattern, self.log()))
+            return len(found) >= count
+
+        self.wait_until(seen, timeout, f"log line /{pattern}/ x{count}")
+        return found[count - 1]
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+        start = time.monotonic()
+        deadline = start + timeout
+        while True:
+            if predicate():
+                return time.monotonic() - start
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    self.explain(f"server exited ({self.proc.returncode}) waiting for {what}")
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(self.explain(f"timed out after {timeout}s waiting for {what}"))
+            time.sleep(0.05)
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.log()))
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(self.explain("server did not exit")) from None
+
+    def stop(self) -> None:
+        """SIGINT (uWSGI's stop; SIGTERM would mean reload), then kill the group."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(5)
+
+
+def uwsgi_ini(port: int, body: str, period: int = 1) -> str:
+    """A [uwsgi] section with our defaults; ``body`` adds or overrides keys."""
+    return (
+        "[uwsgi]\n"
+        f"http-socket = 127.0.0.1:{port}\n"
+        "master = true\n"
+        "processes = 2\n"
+        "import = uwsgi_reload\n"
+        f"uwsgi-reload-period = {period}\n"
+        "uwsgi-reload-delay = 0.1\n"
+        "die-on-term = true\n" + body
+    )
+
+
+def start_uwsgi(cwd: Path, body: str, period: int = 1, env: dict | None = None) -> Server:
+    port = free_port()
+    ini = cwd / f"uwsgi-{port}.ini"
+    ini.write_text(uwsgi_ini(port, body, period))
+    return Server([UWSGI, "--ini", str(ini)], cwd, port, env)
+
+
+READY = r"uwsgi_reload: reloading on"

@@ -1,0 +1,186 @@
+"""The core promise on real uWSGI: a save gives the new code on the next requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servers import READY, get, write
+
+pytestmark = pytest.mark.integration
+
+APP = """\
+import greeting
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [greeting.TEXT.encode()]
+"""
+
+
+def make_app(folder: Path, text: str = "v1") -> None:
+    write(folder / "app.py", APP)
+    write(folder / "greeting.py", f"TEXT = {text!r}\n")
+
+
+def test_edit_reloads_with_new_code(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    took = server.wait_for_body("v2", timeout=10)
+    line = server.wait_for_log(r"uwsgi_reload: modified .*greeting\.py -> graceful reload")
+    assert str(tmp_path / "greeting.py") in line.group(0)
+    assert took < 5, server.explain(f"new code after {took:.1f}s")
+    assert server.count(r"-> graceful reload") == 1, server.explain("expected one reload")
+
+
+def test_start_line_names_period_files_and_mode(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\n", period=2)
+    line = server.wait_for_log(READY + r".*").group(0)
+    assert "mode graceful" in line and "period 2s" in line, line
+    # app.py and greeting.py; uwsgi_reload itself when installed editable
+    tracked = int(line.split("tracking ")[1].split()[0])
+    assert tracked >= 2, line
+    time.sleep(2.5)  # two more checks: the line is written once, not per check
+    assert server.count(READY) == 1, server.explain("start line repeated")
+
+
+def test_save_before_first_check_is_not_missed(tmp_path, uwsgi_server):
+    """The baseline is the stat at load time, not at the first check."""
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\n", period=3)
+    # the app is loaded before uWSGI says "spawned uWSGI worker"; the first check is 3 s later
+    server.wait_for_log(r"spawned uWSGI worker 2")
+    write(tmp_path / "greeting.py", "TEXT = 'saved-early'\n")
+    assert server.count(READY) == 0, server.explain("first check came too early for this test")
+    server.wait_for_body("saved-early", timeout=12)
+
+
+def test_module_imported_after_start_then_edited(tmp_path, uwsgi_server):
+    """A module first imported by a worker at request time is tracked by every worker."""
+    write(
+        tmp_path / "app.py",
+        "def application(environ, start_response):\n"
+        "    import late\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [late.TEXT.encode()]\n",
+    )
+    write(tmp_path / "late.py", "TEXT = 'late-v1'\n")
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("late-v1")  # one worker imports `late` now, after the fork
+    time.sleep(0.05)
+    write(tmp_path / "late.py", "TEXT = 'late-v2'\n")
+    server.wait_for_body("late-v2", timeout=10)
+    server.wait_for_log(r"modified .*late\.py -> graceful reload")
+
+
+def test_deleted_module_reloads_and_restoring_it_recovers(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    (tmp_path / "greeting.py").unlink()
+    server.wait_for_log(r"deleted .*greeting\.py -> graceful reload")
+    server.wait_until(lambda: server.get()[0] == 500, 10, "no app after the module was deleted")
+    write(tmp_path / "greeting.py", "TEXT = 'back'\n")
+    server.wait_for_body("back", timeout=10)
+
+
+def test_include_folder_glob_new_and_deleted_files(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    write(tmp_path / "templates" / "a.html", "<p>a</p>")
+    write(tmp_path / "conf" / "settings.toml", "x = 1")
+    server = uwsgi_server(
+        "wsgi-file = app.py\n"
+        "uwsgi-reload-include = templates, conf/**/*.toml\n"
+        "uwsgi-reload-exclude = templates/drafts/**\n"
+    )
+    server.wait_for_log(READY)
+    write(tmp_path / "templates" / "drafts" / "wip.html", "draft")  # excluded
+    write(tmp_path / "conf" / "notes.txt", "not a toml")  # does not match the glob
+    write(tmp_path / "app.log", "log line")  # logs are never tracked
+    time.sleep(2.5)
+    assert server.count(r"-> graceful reload") == 0, server.explain("excluded file reloaded")
+    write(tmp_path / "templates" / "b.html", "<p>b</p>")  # new file in an included folder
+    server.wait_for_log(r"added .*templates/b\.html -> graceful reload")
+    server.wait_for_log(READY, count=2)
+    write(tmp_path / "conf" / "deep" / "more.toml", "y = 2")  # ** matches nested folders
+    server.wait_for_log(r"added .*conf/deep/more\.toml -> graceful reload")
+    server.wait_for_log(READY, count=3)
+    (tmp_path / "templates" / "a.html").unlink()
+    server.wait_for_log(r"deleted .*templates/a\.html -> graceful reload")
+
+
+def test_lazy_apps_each_worker_checks_once(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\nlazy-apps = true\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    write(tmp_path / "greeting.py", "TEXT = 'lazy-v2'\n")
+    server.wait_for_body("lazy-v2", timeout=10)
+    # after the reload both workers serve the new code
+    bodies = {server.get()[1] for _ in range(20)}
+    assert bodies == {"lazy-v2"}, server.explain(f"mixed bodies {bodies}")
+    assert server.count(r"-> graceful reload") == 1, server.explain("one save, one reload")
+
+
+def test_lazy_apps_respawned_worker_adds_no_timer(tmp_path, uwsgi_server):
+    """uWSGI never prunes its timer table: a respawned worker must reuse its signal."""
+    write(
+        tmp_path / "app.py",
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    if environ['PATH_INFO'] == '/die':\n"
+        "        os._exit(3)\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'alive']\n",
+    )
+    server = uwsgi_server("wsgi-file = app.py\nlazy-apps = true\nprocesses = 1\n")
+    server.wait_for_log(READY)
+    for n in range(3):
+        server.get("/die")
+        server.wait_for_log(r"trying respawn", count=n + 1)
+        server.wait_for_body("alive")
+    ticks_before = server.count(r"uwsgi_reload")
+    write(tmp_path / "app.py", (tmp_path / "app.py").read_text().replace("alive", "edited"))
+    server.wait_for_body("edited", timeout=10)
+    assert server.count(r"-> graceful reload") == 1, server.explain("one save, one reload")
+    assert "you have registered this signal" not in server.log(), server.explain("stale handler")
+    assert ticks_before >= 1
+
+
+def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\nlisten = 256\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    results: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            results.append(get(server.url + "/", timeout=10))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(3):
+            write(tmp_path / "greeting.py", f"TEXT = 'round-{n}'\n")
+            server.wait_for_body(f"round-{n}", timeout=15)
+            server.wait_for_log(READY, count=n + 2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    failed = [r for r in results if r[0] != 200]
+    assert len(results) > 50, server.explain(f"only {len(results)} requests made")
+    assert not failed, server.explain(f"{len(failed)} of {len(results)} failed: {failed[:3]}")
+    assert server.count(r"-> graceful reload") == 3
