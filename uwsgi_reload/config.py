@@ -9,9 +9,12 @@ is allowed.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+from .sources import absolute, has_glob
 
 PREFIX = "uwsgi-reload-"
 
@@ -166,6 +169,49 @@ def _check_combinations(config: Config) -> Config:
                 f"{PREFIX}delay = {config.delay:g}: expected max-delay >= delay"
             ]
         )
+    return config
+
+
+def _flag(options: Mapping[str, RawValue], *names: str) -> bool:
+    for name in names:
+        value = options.get(name)
+        if value is not None and _text(value).lower() not in ("", *_FALSE):
+            return True
+    return False
+
+
+def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list[str]:
+    """Problems with how the uWSGI options around us fit ``config`` (pure: ``options``
+    is ``uwsgi.opt`` inside the server, or a parsed ini for ``uwsgi-reload check``)."""
+    problems = []
+    for pattern in config.include:
+        if not has_glob(pattern) and not os.path.exists(absolute(pattern, config.base_dir)):
+            problems.append(
+                f"{PREFIX}include names {pattern!r}, which does not exist in "
+                f"{config.base_dir}: expected an existing file or folder, or a glob"
+            )
+    if not _flag(options, "master"):
+        problems.append(
+            "uwsgi_reload needs the uWSGI master (its timers run there): "
+            "add `master = true` to the [uwsgi] section"
+        )
+    lazy = _flag(options, "lazy-apps", "lazy")
+    if config.mode in ("chain", "workers") and not lazy:
+        problems.append(
+            f"{PREFIX}mode = {config.mode} needs `lazy-apps = true` (without it workers are "
+            "forked from the master and keep the old code): add it, or use mode graceful"
+        )
+    if config.mode in ("chain", "workers") and not (config.fifo or options.get("master-fifo")):
+        problems.append(f"{PREFIX}mode = {config.mode} needs `master-fifo = PATH` in the ini")
+    return problems
+
+
+def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
+    """Parse and check everything; raise :class:`ConfigError` listing all problems."""
+    config = parse_config(options, base_dir)
+    problems = check_uwsgi_options(config, options)
+    if problems:
+        raise ConfigError(problems)
     return config
 
 

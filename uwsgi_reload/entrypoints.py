@@ -83,7 +83,3 @@ def missing_module_candidates(name: str, search_path: list[str]) -> list[str]:
         base = os.path.join(folder or os.getcwd(), *parts)
         candidates += [base + ".py", os.path.join(base, "__init__.py")]
     return candidates
-
-
-def include_exists(pattern: str, base_dir: str) -> bool:
-    return sources.has_glob(pattern) or os.path.exists(sources.absolute(pattern, base_dir))

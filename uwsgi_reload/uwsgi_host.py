@@ -15,7 +15,7 @@ import traceback
 import uwsgi
 
 from . import entrypoints, loadstats, snapshot, state, syntax
-from .config import PREFIX, Config, ConfigError, describe, parse_config
+from .config import PREFIX, Config, ConfigError, describe, load_uwsgi_config
 from .detector import Detector
 from .extensions import Extension, discover
 from .snapshot import Changes
@@ -52,36 +52,10 @@ def requested() -> bool:
     return any(v.strip() == "uwsgi_reload" for name in IMPORT_OPTIONS for v in _opt_text(name))
 
 
-def _lazy() -> bool:
-    return bool(uwsgi.opt.get("lazy-apps") or uwsgi.opt.get("lazy"))
-
-
 def read_config() -> Config:
-    config = parse_config(uwsgi.opt, base_dir=os.getcwd())
-    problems = []
-    missing = [p for p in config.include if not entrypoints.include_exists(p, config.base_dir)]
-    problems += [
-        f"uwsgi-reload-include names {p!r}, which does not exist in {config.base_dir}: "
-        "expected an existing file or folder, or a glob"
-        for p in missing
-    ]
-    if not uwsgi.masterpid():
-        problems.append(
-            "uwsgi-reload needs the uWSGI master (its timers run there): "
-            "add `master = true` to the [uwsgi] section"
-        )
-    if config.mode in ("chain", "workers") and not _lazy():
-        problems.append(
-            f"uwsgi-reload-mode = {config.mode} needs `lazy-apps = true` (without it workers "
-            "are forked from the master and keep the old code): add it, or use mode graceful"
-        )
-    if config.mode in ("chain", "workers") and not (config.fifo or _opt_text("master-fifo")):
-        problems.append(
-            f"uwsgi-reload-mode = {config.mode} needs a master FIFO: add `master-fifo = PATH`"
-        )
-    if problems:
-        raise ConfigError(problems)
-    return config
+    # the master's pid is the truth about `master` however the option was spelled
+    options = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
+    return load_uwsgi_config(options, base_dir=os.getcwd())
 
 
 def _stop_server(config_error: ConfigError) -> None:
