@@ -1,0 +1,126 @@
+"""Configuration parsing: every key, every kind of bad value, with messages that name
+the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from uwsgi_reload.config import (
+    Config,
+    ConfigError,
+    check_uwsgi_options,
+    describe,
+    load_uwsgi_config,
+    parse_config,
+    split_list,
+)
+
+
+def test_defaults_from_no_keys():
+    assert parse_config({"http-socket": b":8000"}) == Config()
+    assert Config().period == 1 and Config().mode == "graceful"
+
+
+def test_values_as_uwsgi_gives_them():
+    config = parse_config(
+        {
+            "uwsgi-reload-period": b"2",
+            "uwsgi-reload-include": b"templates, static/**/*.css  conf.toml",
+            "uwsgi-reload-exclude": [b"ignored", b"*.gen.py"],  # repeated key: last wins
+            "uwsgi-reload-mode": b"CHAIN",
+            "uwsgi-reload-delay": b"0.25",
+            "uwsgi-reload-check-syntax": b"off",
+            "uwsgi-reload-track-modules": True,  # a bare flag
+        },
+        base_dir="/srv",
+    )
+    assert config.period == 2
+    assert config.include == ("templates", "static/**/*.css", "conf.toml")
+    assert config.exclude == ("*.gen.py",)
+    assert config.mode == "chain"
+    assert config.delay == 0.25
+    assert config.check_syntax is False
+    assert config.track_modules is True
+    assert config.base_dir == "/srv"
+
+
+@pytest.mark.parametrize("value", ["fast", "0.5", "-1", "0", "1.0", "", "1e3"])
+def test_bad_period_names_key_value_and_what_is_allowed(value):
+    with pytest.raises(ConfigError) as error:
+        parse_config({"uwsgi-reload-period": value.encode()})
+    message = str(error.value)
+    assert "uwsgi-reload-period" in message
+    assert repr(value) in message
+    assert "whole number of seconds, 1 or more" in message
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("mode", "rolling", "graceful, chain, workers"),
+        ("backend", "kqueue", "auto, poll, inotify"),
+        ("check-syntax", "maybe", "true or false"),
+        ("delay", "soon", "from 0 to 10"),
+        ("delay", "11", "from 0 to 10"),
+        ("loop-guard", "-2", "whole number"),
+    ],
+)
+def test_bad_values(key, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        parse_config({f"uwsgi-reload-{key}": value})
+    assert f"uwsgi-reload-{key} = {value!r}" in str(error.value)
+    assert allowed in str(error.value)
+
+
+def test_typo_in_key_suggests_the_known_one():
+    with pytest.raises(ConfigError) as error:
+        parse_config({"uwsgi-reload-perod": b"2"})
+    assert "uwsgi-reload-perod is not a known key (did you mean uwsgi-reload-period?)" in str(
+        error.value
+    )
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        parse_config({"uwsgi-reload-period": "0.5", "uwsgi-reload-mdoe": "chain"})
+    assert len(error.value.problems) == 2
+
+
+def test_max_delay_below_delay():
+    with pytest.raises(ConfigError, match="max-delay"):
+        parse_config({"uwsgi-reload-delay": "2", "uwsgi-reload-max-delay": "1"})
+
+
+def test_split_list():
+    assert split_list(" a,b  c,,d ") == ("a", "b", "c", "d")
+
+
+def test_server_options_checks(tmp_path):
+    (tmp_path / "templates").mkdir()
+    options = {"master": b"true", "uwsgi-reload-include": b"templates missing.txt **/*.html"}
+    config = parse_config(options, str(tmp_path))
+    problems = check_uwsgi_options(config, options)
+    assert len(problems) == 1 and "'missing.txt', which does not exist" in problems[0]
+
+    no_master = check_uwsgi_options(Config(base_dir=str(tmp_path)), {})
+    assert any("add `master = true`" in p for p in no_master)
+
+    chain = Config(mode="chain", base_dir=str(tmp_path))
+    problems = check_uwsgi_options(chain, {"master": True})
+    assert any("lazy-apps = true" in p for p in problems)
+    assert any("master-fifo" in p for p in problems)
+    assert (
+        check_uwsgi_options(chain, {"master": True, "lazy-apps": True, "master-fifo": b"f"}) == []
+    )
+
+
+def test_load_uwsgi_config_raises_with_all_problems(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_uwsgi_config({"uwsgi-reload-include": b"nope"}, str(tmp_path))
+    assert len(error.value.problems) == 2  # missing include, no master
+
+
+def test_describe_lists_every_key():
+    keys = [key for key, _ in describe(Config())]
+    assert keys[0] == "uwsgi-reload-period"
+    assert len(keys) == len(set(keys)) >= 10

@@ -1,0 +1,350 @@
+"""Pure detection logic without a server: matching, include expansion, snapshots,
+diffs, the detector's baselines and the settle loop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from uwsgi_reload import entrypoints, sources, syntax
+from uwsgi_reload.config import Config
+from uwsgi_reload.detector import MIXED, Detector, settle
+from uwsgi_reload.snapshot import Changes, diff, stat_file, take
+
+
+def touch(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# --- matching ---------------------------------------------------------------
+
+
+def test_glob_double_star_matches_zero_or_more_folders():
+    regex = sources.glob_regex("/p/**/*.html")
+    assert regex.fullmatch("/p/a.html")
+    assert regex.fullmatch("/p/x/y/a.html")
+    assert not regex.fullmatch("/q/a.html")
+    assert not regex.fullmatch("/p/a.htm")
+
+
+def test_glob_star_stays_in_one_segment_and_matches_dotfiles():
+    regex = sources.glob_regex("/p/*.py")
+    assert regex.fullmatch("/p/a.py") and regex.fullmatch("/p/.hidden.py")
+    assert not regex.fullmatch("/p/sub/a.py")
+
+
+def test_glob_naming_a_folder_matches_below_it():
+    assert sources.glob_regex("/p/build").fullmatch("/p/build/x/y.py")
+
+
+def test_default_rules_exclude_caches_vcs_logs_and_editor_files():
+    rules = sources.Rules(base_dir="/p")
+    for path in [
+        "/p/__pycache__/a.cpython-311.pyc",
+        "/p/.git/HEAD",
+        "/p/app.log",
+        "/p/.app.py.swp",
+        "/p/app.py~",
+        "/p/.#app.py",
+        "/p/db.sqlite3",
+        "/p/node_modules/x/index.py",
+        "/p/4913",
+    ]:
+        assert rules.excludes(path), path
+    assert not rules.excludes("/p/app.py")
+    assert not rules.excludes("/p/.env")  # dotfiles are not excluded by default
+
+
+def test_rules_only_look_below_the_base_dir():
+    assert not sources.Rules(base_dir="/home/me/venv/project").excludes(
+        "/home/me/venv/project/app.py"
+    )
+
+
+def test_user_exclude_by_name_and_by_path():
+    rules = sources.Rules(["*.gen.py", "build/**", "static/"], base_dir="/p")
+    assert rules.excludes("/p/models.gen.py")
+    assert rules.excludes("/p/build/x.py")
+    assert rules.excludes("/p/static/a.css")
+    assert not rules.excludes("/p/src/build.py")
+
+
+# --- sources ----------------------------------------------------------------
+
+
+def test_module_files_maps_pyc_and_skips_stdlib_and_builtins(tmp_path):
+    mine = types.ModuleType("mine")
+    mine.__file__ = str(tmp_path / "__pycache__" / "mine.cpython-311.pyc")
+    files = sources.module_files([mine, os, sys], sources.Rules(base_dir=str(tmp_path)))
+    assert files == {str(tmp_path / "mine.py")}
+
+
+def test_expand_includes_file_folder_and_glob(tmp_path):
+    touch(tmp_path / "a.txt")
+    touch(tmp_path / "t" / "x.html")
+    touch(tmp_path / "t" / "__pycache__" / "c.pyc")
+    touch(tmp_path / "s" / "deep" / "y.css")
+    touch(tmp_path / "s" / "z.js")
+    rules = sources.Rules(base_dir=str(tmp_path))
+    files = sources.expand_includes(["a.txt", "t", "s/**/*.css"], str(tmp_path), rules)
+    assert files == {
+        str(tmp_path / "a.txt"),
+        str(tmp_path / "t" / "x.html"),
+        str(tmp_path / "s" / "deep" / "y.css"),
+    }
+
+
+def test_walk_survives_symlink_loops(tmp_path):
+    touch(tmp_path / "d" / "f.txt")
+    os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
+    files = set(sources.walk_files(str(tmp_path), sources.Rules(base_dir=str(tmp_path))))
+    assert str(tmp_path / "d" / "f.txt") in files
+
+
+# --- snapshots and diffs ----------------------------------------------------
+
+
+def test_stat_file_treats_folders_and_missing_as_absent(tmp_path):
+    assert stat_file(str(tmp_path)) is None
+    assert stat_file(str(tmp_path / "nope")) is None
+    assert stat_file(str(touch(tmp_path / "f"))) is not None
+
+
+def test_rename_over_save_is_a_modification_even_with_same_mtime_and_size(tmp_path):
+    target = touch(tmp_path / "a.py", "x = 1\n")
+    before = take([str(target)])
+    replacement = touch(tmp_path / "a.py.tmp", "x = 2\n")
+    st = os.stat(target)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, target)
+    assert diff(before, take([str(target)])).modified == {str(target)}
+
+
+stats = st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 3))
+snapshots = st.dictionaries(st.sampled_from("abcdefgh"), stats, max_size=8)
+
+
+@given(snapshots, snapshots)
+def test_diff_partitions_every_path(old, new):
+    changes = diff(old, new)
+    assert changes.added.isdisjoint(changes.modified | changes.deleted)
+    assert changes.modified.isdisjoint(changes.deleted)
+    assert changes.added == new.keys() - old.keys()
+    assert changes.deleted == old.keys() - new.keys()
+    unchanged = (old.keys() & new.keys()) - changes.modified
+    assert all(old[p] == new[p] for p in unchanged)
+    assert bool(changes) == (old != new)
+
+
+@given(snapshots)
+def test_diff_with_itself_is_empty(snap):
+    assert not diff(snap, dict(snap))
+
+
+def test_changes_describe_limits_names():
+    changes = Changes(modified=frozenset(f"f{i}" for i in range(15)), deleted=frozenset({"x"}))
+    text = changes.describe(limit=3)
+    assert text.startswith("modified f0, f1, f10 (+12 more)")
+    assert text.endswith("deleted 1 more")
+
+
+# --- the detector -------------------------------------------------------------
+
+
+def detector_for(tmp_path: Path, modules=(), load_stats=None, **config) -> Detector:
+    config.setdefault("base_dir", str(tmp_path))
+    return Detector(
+        Config(**config),
+        modules=lambda: list(modules),
+        load_stats=load_stats or dict,
+    )
+
+
+def module(path: Path) -> types.ModuleType:
+    mod = types.ModuleType(path.stem)
+    mod.__file__ = str(path)
+    return mod
+
+
+def test_load_time_stat_is_the_baseline(tmp_path):
+    """A file saved between load and the first check is a change."""
+    path = touch(tmp_path / "m.py", "a = 1\n")
+    loaded = {str(path): stat_file(str(path))}
+    touch(path, "a = 22\n")
+    detector = detector_for(tmp_path, [module(path)], lambda: loaded)
+    detector.start()
+    assert detector.check().modified == {str(path)}
+
+
+def test_module_seen_later_uses_its_load_stat(tmp_path):
+    path = touch(tmp_path / "late.py", "a = 1\n")
+    modules: list = []
+    loaded: dict = {}
+    detector = detector_for(tmp_path, modules, lambda: loaded)
+    detector.start()
+    loaded[str(path)] = stat_file(str(path))
+    modules.append(module(path))
+    touch(path, "a = 2222\n")
+    assert detector.check().modified == {str(path)}
+
+
+def test_two_processes_loading_two_versions_is_a_change(tmp_path):
+    path = touch(tmp_path / "m.py")
+    detector = detector_for(tmp_path)
+    detector.start()
+    detector.learn_loaded(str(path), (1, 1, 1))
+    detector.learn_loaded(str(path), (2, 1, 1))
+    assert detector.baseline[str(path)] == MIXED
+    assert detector.check().modified == {str(path)}
+
+
+def test_new_and_deleted_files_under_include(tmp_path):
+    keep = touch(tmp_path / "t" / "a.html")
+    detector = detector_for(tmp_path, include=("t",))
+    detector.start()
+    assert not detector.check()
+    new = touch(tmp_path / "t" / "sub" / "b.html")
+    keep.unlink()
+    changes = detector.check()
+    assert changes.added == {str(new)} and changes.deleted == {str(keep)}
+
+
+def test_accept_moves_the_baseline(tmp_path):
+    path = touch(tmp_path / "t" / "a.html")
+    detector = detector_for(tmp_path, include=("t",))
+    detector.start()
+    touch(path, "changed content")
+    assert detector.check()
+    detector.accept(detector.current())
+    assert not detector.check()
+
+
+def test_failure_files_written_after_start_count_as_changed(tmp_path):
+    old = touch(tmp_path / "old.py")
+    detector = detector_for(tmp_path)
+    detector.start()
+    fixed = touch(tmp_path / "fixed.py")
+    detector.track_failure_files([str(old), str(fixed), str(tmp_path / "appears.py")])
+    assert detector.check().modified == {str(fixed)}
+    appears = touch(tmp_path / "appears.py")
+    assert str(appears) in detector.check().added
+
+
+def test_provider_files_are_baselined_when_added(tmp_path):
+    template = touch(tmp_path / "tpl" / "x.html")
+    detector = detector_for(tmp_path)
+    detector.start()
+    detector.add_provider(lambda: [str(template)])
+    assert not detector.check()
+    touch(template, "new template content")
+    assert detector.check().modified == {str(template)}
+
+
+# --- settle -----------------------------------------------------------------
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.001)
+
+
+@given(
+    writes=st.lists(st.floats(0.0, 3.0), max_size=20),
+    delay=st.floats(0.05, 1.0),
+    max_delay=st.floats(1.0, 5.0),
+)
+def test_settle_ends_quiet_or_at_max_delay_and_sees_the_final_state(writes, delay, max_delay):
+    """Writes happen at the given times; settle returns once `delay` passed without a
+    write (then the state is the final one of those writes) or after `max_delay`."""
+    time_ = FakeTime()
+    write_times = sorted(writes)
+
+    def scan() -> dict:
+        done = sum(1 for t in write_times if t <= time_.now)
+        return {"f": (done, 0, 0)}
+
+    changes, state = settle(scan, {"f": (-1, 0, 0)}, delay, max_delay, time_.clock, time_.sleep)
+    elapsed = time_.now
+    assert elapsed <= max_delay + 0.06
+    assert changes.modified == {"f"}
+    pending = [t for t in write_times if t > elapsed]
+    if elapsed < max_delay:
+        # it stopped because it was quiet: no write in the last `delay` seconds
+        assert not [t for t in write_times if elapsed - delay + 1e-9 < t <= elapsed]
+    if not pending:
+        assert state == {"f": (len(write_times), 0, 0)}
+
+
+def test_settle_without_delay_scans_once():
+    calls = []
+
+    def scan() -> dict:
+        calls.append(1)
+        return {"a": (1, 1, 1)}
+
+    changes, _ = settle(scan, {}, 0, 5)
+    assert calls == [1] and changes.added == {"a"}
+
+
+# --- failure files and syntax -------------------------------------------------
+
+
+def test_failure_files_from_traceback_syntax_error_and_missing_module(tmp_path):
+    broken = touch(tmp_path / "broken.py", "def f(:\n")
+    fake_sys = types.SimpleNamespace(path=[str(tmp_path)])
+    try:
+        compile(broken.read_text(), str(broken), "exec")
+    except SyntaxError as error:
+        fake_sys.last_value = error
+    assert str(broken) in entrypoints.failure_files(fake_sys)
+
+    try:
+        __import__("surely_missing_module_xyz")
+    except ModuleNotFoundError as error:
+        fake_sys.last_value = error
+    files = entrypoints.failure_files(fake_sys)
+    assert str(tmp_path / "surely_missing_module_xyz.py") in files
+    assert __file__ in files  # the frame that raised
+
+
+def test_entry_files_from_options(tmp_path):
+    touch(tmp_path / "pkg" / "__init__.py")
+    touch(tmp_path / "pkg" / "wsgi.py")
+    files = entrypoints.entry_files(
+        {"wsgi-file": b"app.py", "module": b"pkg.wsgi:application"}, str(tmp_path)
+    )
+    assert files == {str(tmp_path / "app.py"), str(tmp_path / "pkg" / "wsgi.py")}
+
+
+def test_syntax_errors_name_file_and_line(tmp_path):
+    good = touch(tmp_path / "good.py", "x = 1\n")
+    bad = touch(tmp_path / "bad.py", "x = 1\ndef f(:\n")
+    other = touch(tmp_path / "t.html", "def f(:")
+    errors = syntax.syntax_errors([str(good), str(bad), str(other), str(tmp_path / "gone.py")])
+    assert list(errors) == [str(bad)]
+    assert errors[str(bad)].startswith(f"{bad}:2: SyntaxError")
+
+
+def test_import_outside_uwsgi_starts_nothing():
+    code = (
+        "import threading, uwsgi_reload\n"
+        "assert threading.active_count() == 1\n"
+        "assert callable(uwsgi_reload.Detector)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
