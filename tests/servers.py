@@ -117,11 +117,14 @@ class Server:
             raise AssertionError(self.explain("server did not exit")) from None
 
     def stop(self) -> None:
-        """SIGINT (uWSGI's stop; SIGTERM would mean reload), then kill the group."""
-        if self.proc.poll() is None:
+        """SIGINT (uWSGI's stop; SIGTERM would mean reload), repeated because a signal
+        that lands while the master re-executes itself is lost; then kill the group."""
+        for _ in range(8):
+            if self.proc.poll() is not None:
+                break
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(10)
+                self.proc.wait(1)
             except subprocess.TimeoutExpired:
                 pass
         try:

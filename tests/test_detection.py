@@ -348,3 +348,20 @@ def test_import_outside_uwsgi_starts_nothing():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_settle_counts_quiet_time_from_the_newest_mtime():
+    time_ = FakeTime()
+    saved_at = 100.0  # wall clock: saved 0.5 s before the check
+    state = {"f": (int(saved_at * 1e9), 1, 1)}
+    changes, _ = settle(
+        lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: saved_at + 0.5
+    )
+    assert changes.added == {"f"} and time_.now == 0  # no wait: quiet for 0.5 s already
+
+
+def test_settle_ignores_mtimes_from_the_future():
+    time_ = FakeTime()
+    state = {"f": (int(200 * 1e9), 1, 1)}
+    settle(lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: 100.0)
+    assert 0.3 <= time_.now < 0.4

@@ -14,6 +14,9 @@ from . import loadstats, snapshot, sources
 from .config import Config
 from .snapshot import Changes, Stat
 
+# Files tracked per include pattern at most: a check must not block a worker for long.
+INCLUDE_LIMIT = 20_000
+
 # A baseline no file can have: the processes loaded different versions of the file.
 MIXED: Stat = (0, -1, 0)
 
@@ -42,10 +45,11 @@ class Detector:
         self.extra: set[str] = set()  # files tracked because a failed load named them
         self.started_ns = time.time_ns()
         self._known: set[str] = set()
-        self._own_modules: set[str] = set()
         self._module_cache: dict[str, object] = {}
         # More files to track, asked at every check (Django's watched folders, ...)
         self.providers: list[Callable[[], Iterable[str]]] = []
+        self.ignored: set[str] = set()  # dropped by the loop guard
+        self.notices: list[str] = []  # for the host to log (once each)
 
     def _module_files(self) -> set[str]:
         files = set()
@@ -72,8 +76,29 @@ class Detector:
         self.baseline.update(snapshot.take(files))
         self._known |= files
 
+    def ignore(self, paths: Iterable[str]) -> None:
+        """Stop tracking ``paths`` (the loop guard found the app writes them itself)."""
+        self.ignored.update(paths)
+        for path in self.ignored:
+            self.baseline.pop(path, None)
+
+    def _limit_reached(self, pattern: str, limit: int) -> None:
+        notice = (
+            f"uwsgi-reload-include {pattern!r} names more than {limit} files; only the "
+            f"first {limit} are tracked. Include narrower folders or globs "
+            "(or exclude generated ones with uwsgi-reload-exclude)."
+        )
+        if notice not in self.notices:
+            self.notices.append(notice)
+
     def _included(self) -> set[str]:
-        files = sources.expand_includes(self.config.include, self.config.base_dir, self.rules)
+        files = sources.expand_includes(
+            self.config.include,
+            self.config.base_dir,
+            self.rules,
+            INCLUDE_LIMIT,
+            self._limit_reached,
+        )
         for provider in self.providers:
             files.update(
                 p for p in provider() if not sources.in_system_dir(p) and not self.rules.excludes(p)
@@ -82,12 +107,11 @@ class Detector:
 
     def tracked(self) -> set[str]:
         """Every path tracked right now (a path may currently be missing)."""
-        return self._module_files() | self._included() | self.extra
+        return (self._module_files() | self._included() | self.extra) - self.ignored
 
     def start(self) -> None:
         """Take the baseline now. Call it before the app loads."""
-        self._own_modules = self._module_files()
-        self.baseline = snapshot.take(self._own_modules | self._included() | self.extra)
+        self.baseline = snapshot.take(self.tracked())
         loaded = self._load_stats()
         self.baseline.update((p, loaded[p]) for p in self.baseline.keys() & loaded.keys())
         self._known = set(self.baseline)
@@ -113,15 +137,17 @@ class Detector:
         baseline, so it shows as added."""
         modules = self._module_files()
         includes = self._included()
-        new_modules = modules - self._own_modules
+        new_modules = modules - self._known
         if new_modules:
+            # Modules loaded before the fork (or in this process): all processes have the
+            # same version. Versions loaded by different processes after the fork meet in
+            # learn_loaded, through the host's journal.
             loaded = self._load_stats()
             for path in new_modules:
                 stat = loaded.get(path) or snapshot.stat_file(path)
                 if stat is not None:
-                    self.learn_loaded(path, stat)
-            self._own_modules |= new_modules
-        paths = modules | includes | self.extra
+                    self.baseline[path] = stat
+        paths = (modules | includes | self.extra) - self.ignored
         self._known |= paths
         return snapshot.take(paths | self.baseline.keys())
 
@@ -136,6 +162,8 @@ class Detector:
     def learn_loaded(self, path: str, stat: Stat) -> None:
         """A process loaded ``path`` at ``stat``. If another process loaded another
         version, the processes serve different code: that is a change."""
+        if sources.in_system_dir(path) or self.rules.excludes(path):
+            return
         self._known.add(path)
         known = self.baseline.get(path)
         if known is None:
@@ -161,7 +189,13 @@ class Detector:
         ``config.max_delay`` in all), so a burst of writes gives one reload that sees
         the final content. Returns the changes against the baseline and the state."""
         return settle(
-            self.current, self.baseline, self.config.delay, self.config.max_delay, clock, sleep
+            self.current,
+            self.baseline,
+            self.config.delay,
+            self.config.max_delay,
+            clock,
+            sleep,
+            time.time,
         )
 
 
@@ -172,11 +206,23 @@ def settle(
     max_delay: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], float] | None = None,
 ) -> tuple[Changes, dict[str, Stat]]:
-    """Scan until two scans ``delay`` seconds apart agree, or ``max_delay`` has passed."""
+    """Scan until nothing changed for ``delay`` seconds, or ``max_delay`` has passed.
+
+    Quiet time counts from the newest modification time of the changed files when that
+    is in the past (a save found by the next poll has usually been quiet long enough),
+    else from the first scan (deletions, clocks of network or VM filesystems ahead)."""
     started = clock()
     state = scan()
     quiet_since = started
+    if wall is not None:
+        changed = snapshot.diff(baseline, state)
+        mtimes = [state[p][0] for p in changed.added | changed.modified]
+        if mtimes and not changed.deleted:
+            age = wall() - max(mtimes) / 1e9
+            if age > 0:
+                quiet_since = started - min(age, delay)
     step = min(0.05, delay) if delay > 0 else 0
     while delay > 0:
         now = clock()

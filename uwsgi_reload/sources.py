@@ -11,9 +11,10 @@ import re
 import site
 import sys
 import sysconfig
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from importlib.util import source_from_cache
+from itertools import islice
 from types import ModuleType
 
 # Names (of a file or of any folder above it) never worth a reload: caches, VCS data,
@@ -230,20 +231,37 @@ def walk_files(root: str, rules: Rules) -> Iterator[str]:
             continue
 
 
-def expand_includes(patterns: Iterable[str], base_dir: str, rules: Rules) -> set[str]:
+def expand_includes(
+    patterns: Iterable[str],
+    base_dir: str,
+    rules: Rules,
+    limit: int | None = None,
+    on_limit: Callable[[str, int], None] | None = None,
+) -> set[str]:
     """The files the include patterns name right now. A plain file is tracked even if
     an exclusion rule would match it (it was named explicitly); a folder is walked;
-    a glob is matched against the files below its static root."""
+    a glob is matched against the files below its static root. At most ``limit``
+    files per pattern (``on_limit`` is told when a pattern has more)."""
     files: set[str] = set()
     for pattern in patterns:
         path = absolute(pattern, base_dir)
         if has_glob(pattern):
             regex = glob_regex(path)
             root = _static_root(path)
-            if os.path.isdir(root):
-                files.update(p for p in walk_files(root, rules) if regex.fullmatch(p))
+            found: Iterable[str] = (
+                (p for p in walk_files(root, rules) if regex.fullmatch(p))
+                if os.path.isdir(root)
+                else ()
+            )
         elif os.path.isdir(path):
-            files.update(walk_files(path, rules))
+            found = walk_files(path, rules)
         else:
             files.add(path)
+            continue
+        matched = list(islice(found, limit + 1)) if limit is not None else list(found)
+        if limit is not None and len(matched) > limit:
+            matched = matched[:limit]
+            if on_limit is not None:
+                on_limit(pattern, limit)
+        files.update(matched)
     return files

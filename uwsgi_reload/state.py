@@ -116,10 +116,12 @@ class Journal:
 
 
 class History:
-    """Recent reloads, kept across reloads: [(time, [paths])], newest last."""
+    """Recent reloads, kept across reloads: [(time, [paths], quick)], newest last."""
 
     def __init__(self, folder: str, keep: int = 20) -> None:
         self.path = os.path.join(folder, "history.json")
+        self.suppressed_path = os.path.join(folder, "suppressed.json")
+        self.notices_path = os.path.join(folder, "notices.json")
         self.keep = keep
 
     def load(self) -> list:
@@ -130,10 +132,39 @@ class History:
         except (OSError, ValueError):
             return []
 
-    def add(self, paths: list[str], now: float | None = None) -> list:
-        entries = [*self.load(), [time.time() if now is None else now, paths]][-self.keep :]
-        tmp = self.path + f".{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            json.dump(entries, f)
-        os.replace(tmp, self.path)
+    def add(self, paths: list[str], quick: bool = False, now: float | None = None) -> list:
+        entry = [time.time() if now is None else now, paths, quick]
+        entries = [*self.load(), entry][-self.keep :]
+        _write_json(self.path, entries)
         return entries
+
+    def suppressed(self) -> set[str]:
+        """Files the loop guard stopped tracking for the life of this server."""
+        try:
+            with open(self.suppressed_path, encoding="utf-8", errors="surrogateescape") as f:
+                return set(json.load(f))
+        except (OSError, ValueError, TypeError):
+            return set()
+
+    def suppress(self, paths: set[str]) -> None:
+        _write_json(self.suppressed_path, sorted(self.suppressed() | paths))
+
+    def first_time(self, notice: str) -> bool:
+        """True the first time ``notice`` is seen in the life of this server (so that a
+        warning is logged once, not at every check, worker or reload)."""
+        try:
+            with open(self.notices_path, encoding="utf-8", errors="surrogateescape") as f:
+                seen = json.load(f)
+        except (OSError, ValueError):
+            seen = []
+        if notice in seen:
+            return False
+        _write_json(self.notices_path, [*seen, notice])
+        return True
+
+
+def _write_json(path: str, data: object) -> None:
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)

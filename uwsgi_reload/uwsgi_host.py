@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 
 import uwsgi
 
-from . import entrypoints, loadstats, snapshot, state, syntax
+from . import entrypoints, loadstats, loopguard, snapshot, state, syntax
 from .config import PREFIX, Config, ConfigError, describe, load_uwsgi_config
 from .detector import Detector
 from .extensions import Extension, discover
@@ -34,6 +35,8 @@ LAZY_SIGNAL_BASE = 200  # lazy-apps: each worker registers its own signal, 200 +
 
 
 def log(message: str) -> None:
+    # file names that are not UTF-8 arrive as surrogates, which uwsgi.log cannot encode
+    message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     for line in message.rstrip("\n").splitlines():
         uwsgi.log(f"uwsgi_reload: {line}")
 
@@ -83,6 +86,9 @@ class UwsgiReloader:
         self.extensions: list[Extension] = []
         self.broken: dict[str, tuple] = {}  # .py files that did not compile, at that stat
         self.broadcast_signum: int | None = None
+        self.reported: set[str] = set()
+        self.slow_reported = False
+        self.first_check_ns = 0  # wall clock of this generation's first check
         self.detector.extra.update(entrypoints.entry_files(uwsgi.opt, config.base_dir))
 
     def start(self) -> None:
@@ -151,6 +157,7 @@ class UwsgiReloader:
                 self.reloading = True
             if "announced" in record:
                 self.announced = True
+                self.first_check_ns = record["announced"]
             if "apply" in record and record.get("pid") != os.getpid():
                 for extension in self.extensions:
                     extension.handle(record["apply"])
@@ -161,16 +168,15 @@ class UwsgiReloader:
         self.prepared = True
         failure = entrypoints.failure_files(sys)
         if failure:
-            shown = [p for p in failure if os.path.exists(p)] or failure[:3]
-            log(
-                "an error was raised while loading; tracking the files it named: "
-                + ", ".join(shown)
-            )
+            if not self.announced:  # once per generation, not once per worker
+                shown = [p for p in failure if os.path.exists(p)] or failure[:3]
+                log("a load failed; tracking the files its error named: " + ", ".join(shown))
             self.detector.track_failure_files(failure)
         # The files of the change that caused the last reload stay tracked, so that
         # restoring a deleted module brings the app back.
-        for _, paths in self.history.load()[-1:]:
-            self.detector.track_failure_files(paths)
+        for entry in self.history.load()[-1:]:
+            self.detector.track_failure_files(entry[1])
+        self.detector.ignore(self.history.suppressed())
         for extension in discover():
             self.extensions.append(extension)
             self.detector.add_provider(extension.files)
@@ -185,7 +191,7 @@ class UwsgiReloader:
         )
         log(f"settings: {settings}")
         self.announced = True
-        self.journal.record(announced=True)
+        self.journal.record(announced=self.first_check_ns)
 
     def _check(self) -> None:
         self._merge_journal()
@@ -193,11 +199,14 @@ class UwsgiReloader:
             return
         self._prepare()
         if not self.announced:
+            self.first_check_ns = time.time_ns()
             self._announce()
         for error in loadstats.listener_errors:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
+        started = time.monotonic()
         changes = self.detector.check()
+        self._report_notices(time.monotonic() - started)
         if not changes:
             return
         changes, current = self.detector.settle()
@@ -205,6 +214,20 @@ class UwsgiReloader:
             self.detector.accept(current)
             return
         self._act(changes, current)
+
+    def _report_notices(self, took: float) -> None:
+        if took > 0.25 * self.config.period and not self.slow_reported:
+            self.slow_reported = True
+            self.detector.notices.append(
+                f"a check took {took:.2f}s for {len(self.detector.baseline)} files, more than "
+                f"a quarter of the period ({self.config.period}s): narrow "
+                "uwsgi-reload-include, add uwsgi-reload-exclude globs, or raise the period"
+            )
+        for notice in self.detector.notices:
+            if notice not in self.reported:
+                self.reported.add(notice)
+                if self.history.first_time(notice):
+                    log(notice)
 
     def _accept(self, current: dict) -> None:
         """Make ``current`` the baseline here and in every other worker."""
@@ -236,11 +259,40 @@ class UwsgiReloader:
             names = ", ".join(e.name for e in self.extensions)
             log(f"{changes.describe()} -> applied by {names} in every worker, no reload")
             return
-        self._reload(changes)
+        self._reload(changes, current)
 
-    def _reload(self, changes: Changes) -> None:
+    def _loop_guard(self, changes: Changes, current: dict) -> tuple[Changes, bool]:
+        """Drop from ``changes`` the files the app rewrites at every start. Also says
+        whether this change came right after the start (for the history)."""
+        quick = loopguard.written_while_starting(
+            changes, current, self.detector.started_ns, self.first_check_ns
+        )
+        looping = loopguard.looping_paths(
+            [*self.history.load(), [time.time(), changes.paths, quick]], self.config.loop_guard
+        )
+        if not looping:
+            return changes, quick
+        self.history.suppress(looping)
+        self.detector.ignore(looping)
+        self._accept(current)
+        n = self.config.loop_guard
+        log(
+            f"loop guard: {', '.join(sorted(looping))} was written during each of the last "
+            f"{n} starts: the app seems to write it while it starts. Not reloading for it "
+            "until uWSGI is restarted. Keep such files out of tracked folders, or add them "
+            "to uwsgi-reload-exclude (uwsgi-reload-loop-guard = 0 turns this guard off)."
+        )
+        rest = Changes(
+            changes.added - looping, changes.modified - looping, changes.deleted - looping
+        )
+        return rest, False
+
+    def _reload(self, changes: Changes, current: dict) -> None:
+        changes, quick = self._loop_guard(changes, current)
+        if not changes:
+            return
         log(f"{changes.describe()} -> {self.config.mode} reload")
-        self.history.add(changes.paths)
+        self.history.add(changes.paths, quick)
         self.reloading = True
         self.journal.record(reloading=changes.paths)
         uwsgi.reload()

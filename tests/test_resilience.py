@@ -1,0 +1,216 @@
+"""Broken saves, bursts, reload loops and filesystem faults on real uWSGI."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from servers import READY, get, write
+
+pytestmark = pytest.mark.integration
+
+APP = """\
+import greeting
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [greeting.TEXT.encode()]
+"""
+
+
+def make_app(folder: Path, text: str = "v1") -> None:
+    write(folder / "app.py", APP)
+    write(folder / "greeting.py", f"TEXT = {text!r}\n")
+
+
+def test_syntax_error_is_kept_out_then_the_fix_reloads(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\ndef broken(:\n")
+    server.wait_for_log(r"not reloading, this file does not compile: .*greeting\.py:2: SyntaxError")
+    time.sleep(2.5)  # two more checks must not repeat the line nor reload
+    assert server.count(r"does not compile") == 1, server.explain("logged once per change")
+    assert server.count(r"-> graceful reload") == 0, server.explain("reloaded broken code")
+    assert server.get() == (200, "v1"), server.explain("old code must keep serving")
+    fixed_at = time.monotonic()
+    write(tmp_path / "greeting.py", "TEXT = 'fixed'\n")
+    server.wait_for_body("fixed", timeout=10)
+    print(f"fix -> first good response: {time.monotonic() - fixed_at:.2f}s")
+
+
+def test_syntax_check_can_be_switched_off(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-check-syntax = false\n")
+    server.wait_for_log(READY)
+    write(tmp_path / "greeting.py", "def broken(:\n")
+    server.wait_for_log(r"modified .*greeting\.py -> graceful reload")
+    server.wait_until(lambda: server.get()[0] == 500, 10, "no app after a broken reload")
+    write(tmp_path / "greeting.py", "TEXT = 'recovered'\n")  # named in the SyntaxError
+    server.wait_for_body("recovered", timeout=10)
+
+
+def test_import_error_at_start_then_fixed_wsgi_file(tmp_path, uwsgi_server):
+    write(tmp_path / "app.py", APP)  # greeting.py does not exist yet
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(r"a load failed; tracking the files its error named")
+    assert server.get()[0] == 500
+    write(tmp_path / "greeting.py", "TEXT = 'now-there'\n")
+    server.wait_for_body("now-there", timeout=10)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preforked", "lazy-apps"])
+def test_name_error_in_module_app_then_fixed(tmp_path, uwsgi_server, lazy):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "web.py", APP.replace("import greeting", "from pkg import greeting"))
+    write(tmp_path / "pkg" / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server("module = pkg.web:application\n" + ("lazy-apps = true\n" if lazy else ""))
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    # compiles, so the pre-check lets it through; fails when the module runs
+    write(tmp_path / "pkg" / "greeting.py", "TEXT = undefined_name\n")
+    server.wait_for_log(r"modified .*pkg/greeting\.py -> graceful reload")
+    server.wait_until(lambda: server.get()[0] == 500, 10, "no app after NameError")
+    write(tmp_path / "pkg" / "greeting.py", "TEXT = 'back'\n")
+    server.wait_for_body("back", timeout=10)
+
+
+def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path, uwsgi_server):
+    names = [f"m{i}" for i in range(50)]
+    for name in names:
+        write(tmp_path / f"{name}.py", "VALUE = 'a'\n")
+    write(
+        tmp_path / "app.py",
+        f"import {', '.join(names)}\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        f"    return [''.join(m.VALUE for m in ({', '.join(names)},)).encode()]\n",
+    )
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-delay = 0.3\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("a" * 50)
+    for name in names:  # 50 writes, 40 ms apart: 2 s
+        write(tmp_path / f"{name}.py", "VALUE = 'b'\n")
+        time.sleep(0.04)
+    server.wait_for_body("b" * 50, timeout=15)
+    server.wait_for_log(READY, count=2)
+    time.sleep(2.5)  # no second reload follows
+    reloads = server.count(r"-> graceful reload")
+    print(f"burst of 50 files: {reloads} reload(s)")
+    assert reloads == 1, server.explain(f"{reloads} reloads for one burst")
+
+
+def test_loop_guard_stops_an_app_that_writes_into_its_tracked_tree(tmp_path, uwsgi_server):
+    write(
+        tmp_path / "app.py",
+        "import os, time\n"
+        "os.makedirs('data', exist_ok=True)\n"
+        "with open('data/state.json', 'w') as f:\n"
+        "    f.write(str(time.time()))\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'app-v1']\n",
+    )
+    (tmp_path / "data").mkdir()
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-include = data\n")
+    server.wait_for_log(r"uwsgi_reload: loop guard: .*data/state\.json was written during each", 40)
+    reloads = server.count(r"-> graceful reload")
+    time.sleep(3)
+    assert server.count(r"-> graceful reload") == reloads == 2, server.explain("loop not stopped")
+    # other files still reload
+    write(tmp_path / "app.py", (tmp_path / "app.py").read_text().replace("app-v1", "app-v2"))
+    server.wait_for_body("app-v2", timeout=10)
+
+
+def test_filesystem_faults_do_not_stop_detection(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    inc = tmp_path / "inc"
+    write(inc / "plain.txt", "x")
+    write(inc / "becomes_folder.txt", "x")
+    os.symlink(inc, inc / "loop")  # a symlink loop under an include
+    bad_name = os.fsencode(str(inc)) + b"/caf\xe9.txt"  # not UTF-8
+    with open(bad_name, "wb") as f:
+        f.write(b"x")
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-include = inc\n")
+    server.wait_for_log(READY)
+    with open(bad_name, "wb") as f:
+        f.write(b"changed")
+    server.wait_for_log(r"modified .*caf.*\.txt -> graceful reload")
+    server.wait_for_log(READY, count=2)
+    (inc / "becomes_folder.txt").unlink()
+    (inc / "becomes_folder.txt").mkdir()
+    server.wait_for_log(r"deleted .*becomes_folder\.txt -> graceful reload")
+    server.wait_for_log(READY, count=3)
+    write(tmp_path / "greeting.py", "TEXT = 'still-works'\n")
+    server.wait_for_body("still-works", timeout=10)
+    assert "internal error" not in server.log(), server.explain("handler raised")
+
+
+def test_huge_include_folder_is_capped_and_logged_once(tmp_path, uwsgi_server):
+    make_app(tmp_path)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(100_000 // 1000):
+        sub = big / f"d{i}"
+        sub.mkdir()
+        for j in range(1000):
+            os.close(os.open(sub / f"f{j}", os.O_CREAT | os.O_WRONLY, 0o644))
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-include = big\n", period=2)
+    server.wait_for_log(r"uwsgi-reload-include 'big' names more than 20000 files", timeout=30)
+    server.wait_for_log(READY)
+    write(tmp_path / "greeting.py", "TEXT = 'seen'\n")
+    server.wait_for_body("seen", timeout=20)
+    assert server.count(r"names more than 20000 files") == 1, server.explain("logged once")
+
+
+def test_internal_error_in_the_check_is_logged_and_the_next_check_works(tmp_path, uwsgi_server):
+    write(
+        tmp_path / "app.py",
+        "import os\n"
+        "import uwsgi_reload.uwsgi_host as host\n"
+        "original = host.UwsgiReloader._check\n"
+        "def fail_once(self):\n"
+        "    if not os.path.exists('failed-once'):\n"
+        "        open('failed-once', 'w').close()\n"
+        "        raise RuntimeError('injected fault')\n"
+        "    return original(self)\n"
+        "host.UwsgiReloader._check = fail_once\n" + APP,
+    )
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(r"RuntimeError: injected fault")
+    assert "internal error in the check" in server.log()
+    server.wait_for_log(READY)
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_body("v2", timeout=10)
+
+
+def test_busy_worker_does_not_delay_detection(tmp_path, uwsgi_server):
+    write(
+        tmp_path / "app.py",
+        "import time, greeting\n"
+        "def application(environ, start_response):\n"
+        "    if environ['PATH_INFO'] == '/slow':\n"
+        "        time.sleep(6)\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [greeting.TEXT.encode()]\n",
+    )
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server("wsgi-file = app.py\n")
+    server.wait_for_log(READY)
+    slow = threading.Thread(target=get, args=(server.url + "/slow", 20))
+    slow.start()
+    try:
+        time.sleep(0.3)  # the slow request is now occupying one worker
+        write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+        took = server.wait_until(
+            lambda: server.count(r"modified .*greeting\.py") == 1, 5, "detection while busy"
+        )
+        assert took < 2.5, server.explain(f"detected after {took:.1f}s")
+    finally:
+        slow.join()
+    server.wait_for_body("v2", timeout=15)
