@@ -57,7 +57,7 @@ def test_bad_period_names_key_value_and_what_is_allowed(value):
 @pytest.mark.parametrize(
     "key, value, allowed",
     [
-        ("mode", "rolling", "graceful, chain, workers"),
+        ("mode", "rolling", "graceful, chain"),
         ("backend", "kqueue", "auto, poll, inotify"),
         ("check-syntax", "maybe", "true or false"),
         ("delay", "soon", "from 0 to 10"),

@@ -20,7 +20,7 @@ PREFIX = "uwsgi-reload-"
 
 RawValue = str | bytes | bool | int | list | tuple | None
 
-MODES = ("graceful", "chain", "workers")
+MODES = ("graceful", "chain")
 BACKENDS = ("auto", "poll", "inotify")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -130,7 +130,7 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "backend": ("backend", _choice(BACKENDS), "how to notice changes: " + ", ".join(BACKENDS)),
     "track-modules": ("track_modules", _boolean, "track the files of imported modules"),
     "loop-guard": ("loop_guard", _count, "stop after this many reloads in a row for same files"),
-    "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain/workers mode)"),
+    "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain mode)"),
 }
 
 
@@ -196,12 +196,12 @@ def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list
             "add `master = true` to the [uwsgi] section"
         )
     lazy = _flag(options, "lazy-apps", "lazy")
-    if config.mode in ("chain", "workers") and not lazy:
+    if config.mode == "chain" and not lazy:
         problems.append(
             f"{PREFIX}mode = {config.mode} needs `lazy-apps = true` (without it workers are "
             "forked from the master and keep the old code): add it, or use mode graceful"
         )
-    if config.mode in ("chain", "workers") and not (config.fifo or options.get("master-fifo")):
+    if config.mode == "chain" and not (config.fifo or options.get("master-fifo")):
         problems.append(f"{PREFIX}mode = {config.mode} needs `master-fifo = PATH` in the ini")
     return problems
 

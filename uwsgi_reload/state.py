@@ -122,6 +122,7 @@ class History:
         self.path = os.path.join(folder, "history.json")
         self.suppressed_path = os.path.join(folder, "suppressed.json")
         self.notices_path = os.path.join(folder, "notices.json")
+        self.count_path = os.path.join(folder, "reloads.json")
         self.keep = keep
 
     def load(self) -> list:
@@ -136,7 +137,16 @@ class History:
         entry = [time.time() if now is None else now, paths, quick]
         entries = [*self.load(), entry][-self.keep :]
         _write_json(self.path, entries)
+        _write_json(self.count_path, self.count() + 1)
         return entries
+
+    def count(self) -> int:
+        """How many reloads this server has had (the history keeps only the last ones)."""
+        try:
+            with open(self.count_path) as f:
+                return int(json.load(f))
+        except (OSError, ValueError, TypeError):
+            return 0
 
     def suppressed(self) -> set[str]:
         """Files the loop guard stopped tracking for the life of this server."""

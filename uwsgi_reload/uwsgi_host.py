@@ -78,8 +78,11 @@ class UwsgiReloader:
         self.config = config
         self.detector = Detector(config)
         folder = state.instance_dir(uwsgi.masterpid())
-        self.journal = state.Journal(folder, str(uwsgi.started_on))
         self.history = state.History(folder)
+        # a new journal at each reload: chain and workers reloads keep the master (and
+        # its start time), and their new workers must not read the old "reloading"
+        self.journal = state.Journal(folder, f"{uwsgi.started_on}-{self.history.count()}")
+        self.fifo = config.fifo or next(iter(_opt_text("master-fifo")), "")
         self.announced = False  # once per generation, whichever worker checks first
         self.prepared = False  # once per process
         self.reloading = False
@@ -295,7 +298,21 @@ class UwsgiReloader:
         self.history.add(changes.paths, quick)
         self.reloading = True
         self.journal.record(reloading=changes.paths)
-        uwsgi.reload()
+        if self.config.mode == "chain":
+            # one worker at a time, master untouched; needs lazy-apps (checked at start)
+            # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
+            write_fifo(self.fifo, b"c")
+        else:
+            uwsgi.reload()
+
+
+def write_fifo(path: str, command: bytes) -> None:
+    """Write one command to the uWSGI master FIFO; fails at once if nobody reads it."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, command)
+    finally:
+        os.close(fd)
 
 
 def activate() -> None:

@@ -1,0 +1,67 @@
+"""Chain mode on real uWSGI: one worker at a time through the master FIFO, with
+lazy-apps; zero failed requests and a worst stall far below a graceful reload's."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from servers import READY, get, write
+
+pytestmark = pytest.mark.integration
+
+APP = """\
+import greeting
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [greeting.TEXT.encode()]
+"""
+
+
+def load_loop(url: str, stop: threading.Event, results: list) -> None:
+    deadline = time.monotonic() + 60
+    while not stop.is_set() and time.monotonic() < deadline:
+        started = time.monotonic()
+        status, body = get(url, timeout=10)
+        results.append((status, body, time.monotonic() - started))
+
+
+def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
+    mode = "chain"
+    write(tmp_path / "app.py", APP)
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server(
+        "wsgi-file = app.py\nlazy-apps = true\nmaster-fifo = master.fifo\n"
+        f"uwsgi-reload-mode = {mode}\n"
+    )
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    results: list = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load_loop, args=(server.url, stop, results)) for _ in (1, 2)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+        server.wait_for_log(rf"modified .*greeting\.py -> {mode} reload")
+        server.wait_until(
+            lambda: {get(server.url)[1] for _ in range(10)} == {"v2"}, 15, "every worker on v2"
+        )
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    failed = [r for r in results if r[0] != 200]
+    worst = max(r[2] for r in results)
+    print(f"{mode}: {len(results)} requests, {len(failed)} failed, worst {worst * 1000:.0f} ms")
+    assert not failed, server.explain(f"{len(failed)} failed: {failed[:3]}")
+    # the master was not re-executed
+    assert "gracefully (RE)spawned uWSGI master" not in server.log()
+    assert worst < 0.5, server.explain(f"worst request took {worst:.2f}s")
+    # later saves are still detected by the new workers
+    write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
+    server.wait_for_body("v3", timeout=15)
