@@ -34,6 +34,7 @@ def test_edit_reloads_with_new_code(tmp_path, uwsgi_server):
     took = server.wait_for_body("v2", timeout=10)
     line = server.wait_for_log(r"uwsgi_reload: modified .*greeting\.py -> graceful reload")
     assert str(tmp_path / "greeting.py") in line.group(0)
+    print(f"save -> new code: {took:.2f}s")
     assert took < 5, server.explain(f"new code after {took:.1f}s")
     assert server.count(r"-> graceful reload") == 1, server.explain("expected one reload")
 
@@ -181,6 +182,7 @@ def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
         for thread in threads:
             thread.join()
     failed = [r for r in results if r[0] != 200]
+    print(f"3 graceful reloads under 4 request loops: {len(results)} served, {len(failed)} failed")
     assert len(results) > 50, server.explain(f"only {len(results)} requests made")
     assert not failed, server.explain(f"{len(failed)} of {len(results)} failed: {failed[:3]}")
     assert server.count(r"-> graceful reload") == 3
