@@ -1,0 +1,385 @@
+"""The command line: `uwsgi-reload check --ini` and `uwsgi-reload watch` (argument and
+target errors, the actions, the loop) without servers; then the watcher driving a real
+uWSGI (pidfile, master FIFO) and a real gunicorn (pidfile)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from servers import BIN, UWSGI, Server, free_port, write
+from test_gunicorn import NO_CONTROL_SOCKET
+
+from uwsgi_reload import actions, cli, uwsgi_ini
+from uwsgi_reload.config import ConfigError, load_uwsgi_config, parse_config
+from uwsgi_reload.detector import Detector
+from uwsgi_reload.snapshot import Changes
+from uwsgi_reload.watcher import Watcher
+
+# --------------------------------------------------------------------------- uwsgi.ini
+
+
+def test_ini_is_read_like_uwsgi(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERIOD_FROM_ENV", "4")
+    write(
+        tmp_path / "conf" / "app.ini",
+        "[other]\n"
+        "uwsgi-reload-period = 9\n"
+        "[uwsgi]\n"
+        "; a comment\n"
+        "  # an indented comment\n"
+        "uwsgi-reload-period = 2\n"
+        "uwsgi-reload-period = $(PERIOD_FROM_ENV)\n"
+        "base = %dsrc\n"
+        "uwsgi-reload-include = %(base) $(NOT_SET_ANYWHERE) a;b #c\n"
+        "set-ph = uwsgi-reload-delay=0.5\n"
+        "master\n"
+        "name = %n.%e in %c, %%, %z\n",
+    )
+    ini = uwsgi_ini.read_uwsgi_ini(str(tmp_path / "conf" / "app.ini"))
+    folder = str(tmp_path / "conf")
+    assert ini.options["uwsgi-reload-period"] == ["2", "4"]  # repeated: all kept, last wins
+    assert ini.last("uwsgi-reload-period") == "4"
+    assert ini.last("base") == folder + "/src"  # %d has a trailing slash
+    # placeholders resolved, unset $(ENV) left as written, no inline comments
+    assert ini.last("uwsgi-reload-include") == f"{folder}/src $(NOT_SET_ANYWHERE) a;b #c"
+    assert ini.last("uwsgi-reload-delay") == "0.5"
+    assert ini.options["master"] == [True]  # a key without `=` is a flag
+    assert ini.last("name") == "app.ini in conf, %,"  # unknown magic is empty, then stripped
+    assert ini.notes == []
+
+
+def test_ini_section_include_and_missing_section(tmp_path):
+    write(tmp_path / "base.ini", "[uwsgi]\nmaster = true\nuwsgi-reload-mode = chain\n")
+    write(tmp_path / "dev.ini", "[uwsgi]\nini = %dbase.ini\n[dev]\nuwsgi-reload-period = 3\n")
+    ini = uwsgi_ini.read_uwsgi_ini(str(tmp_path / "dev.ini"))
+    assert ini.last("uwsgi-reload-mode") == "chain" and ini.last("master") == "true"
+    assert uwsgi_ini.read_uwsgi_ini(f"{tmp_path}/dev.ini:dev").last("uwsgi-reload-period") == "3"
+    assert "no [nope] section" in uwsgi_ini.read_uwsgi_ini(f"{tmp_path}/dev.ini:nope").notes[0]
+
+
+def run_check(*argv: str) -> tuple[int, str]:
+    lines: list[str] = []
+    status = cli.check(cli.parser().parse_args(["check", *argv]), lines.append)
+    return status, "\n".join(lines)
+
+
+GOOD_INI = """\
+[uwsgi]
+chdir = %d
+wsgi-file = app.py
+master = true
+import = uwsgi_reload
+uwsgi-reload-period = 2
+uwsgi-reload-include = templates
+uwsgi-reload-exclude = *.tmp.html
+"""
+
+
+def test_check_good_ini_prints_configuration_and_tracked_files(tmp_path):
+    write(tmp_path / "app.py", "")
+    write(tmp_path / "templates" / "index.html", "")
+    write(tmp_path / "templates" / "draft.tmp.html", "")
+    write(tmp_path / "uwsgi.ini", GOOD_INI)
+    status, out = run_check("--ini", str(tmp_path / "uwsgi.ini"))
+    assert status == 0, out
+    assert f"base folder: {tmp_path} (chdir)" in out
+    assert "uwsgi-reload-period        = 2\n" in out
+    assert "uwsgi-reload-delay         = 0.3   (default)" in out
+    assert f"app entry files: 1 file\n    {tmp_path}/app.py" in out
+    assert f"{tmp_path}/templates/index.html" in out
+    assert "draft.tmp.html" not in out
+    assert "known only once the app runs" in out
+    assert out.endswith("OK: uWSGI would start with reloading on")
+
+
+def test_check_bad_ini_gives_the_server_messages(tmp_path):
+    body = (
+        "[uwsgi]\nimport = uwsgi_reload\nuwsgi-reload-mode = chain\nuwsgi-reload-include = gone\n"
+    )
+    write(tmp_path / "uwsgi.ini", body)
+    status, out = run_check("--ini", str(tmp_path / "uwsgi.ini"))
+    assert status == 1, out
+    options = uwsgi_ini.read_uwsgi_ini(str(tmp_path / "uwsgi.ini")).options
+    with pytest.raises(ConfigError) as server:
+        load_uwsgi_config(options, os.getcwd())  # what uWSGI would log
+    assert len(server.value.problems) == 4  # include, master, lazy-apps, master-fifo
+    for problem in server.value.problems:
+        assert f"ERROR: {problem}" in out
+
+
+def test_check_bad_value_and_missing_import(tmp_path):
+    write(
+        tmp_path / "uwsgi.ini",
+        "[uwsgi]\nmaster = true\nwsgi-file = gone.py\nuwsgi-reload-period = 0.5\n",
+    )
+    status, out = run_check("--ini", str(tmp_path / "uwsgi.ini"))
+    assert status == 1, out
+    with pytest.raises(ConfigError) as server:
+        parse_config({"uwsgi-reload-period": "0.5"})
+    assert f"ERROR: {server.value.problems[0]}" in out
+    assert "does not load uwsgi_reload, so nothing reloads: add `import = uwsgi_reload`" in out
+    assert "note: `wsgi-file = gone.py` names no file under" in out
+
+
+def test_check_unreadable_ini(tmp_path):
+    status, out = run_check("--ini", str(tmp_path / "nope.ini"))
+    assert status == 2 and "cannot read" in out and "No such file" in out
+
+
+def test_module_entry_point_and_help():
+    run = [sys.executable, "-m", "uwsgi_reload"]
+    done = subprocess.run([*run, "watch", "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for flag in ("--pidfile", "--signal", "--fifo", "--fifo-command", "--touch", "--exec"):
+        assert flag in done.stdout
+    done = subprocess.run([*run, "check"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--ini" in done.stderr
+
+
+# --------------------------------------------------------------------------- watch: errors
+
+
+def run_watch(capsys, *argv: str) -> tuple[int, str]:
+    try:
+        status = cli.main(["watch", *argv])
+    except SystemExit as exit:  # argparse
+        status = int(exit.code or 0)
+    return status, capsys.readouterr().err
+
+
+def test_watch_needs_exactly_one_action(capsys):
+    status, err = run_watch(capsys)
+    assert status == 2 and "one of the arguments --pidfile --fifo --touch --exec" in err
+    status, err = run_watch(capsys, "--pidfile", "a", "--touch", "b")
+    assert status == 2 and "not allowed with argument" in err
+    status, err = run_watch(capsys, "--touch", "b", "--signal", "TERM")
+    assert status == 2 and "--signal goes with --pidfile" in err
+
+
+def test_watch_bad_values(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, err = run_watch(capsys, "--exec", "true", "--signal", "NOPE")
+    assert status == 2 and "unknown signal 'NOPE'" in err
+    status, err = run_watch(capsys, "--exec", "true", "--period", "0")
+    assert status == 2 and "expected a number of seconds" in err
+    status, err = run_watch(capsys, "--exec", "true", "--delay", "x", "missing")
+    assert status == 2
+    assert "--delay = 'x' is not allowed: expected a number of seconds from 0 to 10" in err
+    status, err = run_watch(capsys, "--exec", "true", "missing")
+    assert status == 2 and "PATH 'missing' does not exist" in err
+
+
+def test_watch_pidfile_errors(capsys, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+    assert status == 2 and f"pidfile {pidfile} does not exist: is the server running" in err
+    pidfile.write_text("hello\n")
+    status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+    assert status == 2 and "holds 'hello', not a process id" in err
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pidfile.write_text(f"{gone.pid}\n")
+    status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+    assert status == 2 and f"no process {gone.pid} (from pidfile {pidfile})" in err
+
+
+def test_watch_fifo_errors(capsys, tmp_path):
+    fifo = tmp_path / "master.fifo"
+    status, err = run_watch(capsys, str(tmp_path), "--fifo", str(fifo))
+    assert status == 2 and f"FIFO {fifo} does not exist: is uWSGI running with" in err
+    fifo.write_text("")
+    status, err = run_watch(capsys, str(tmp_path), "--fifo", str(fifo))
+    assert status == 2 and "is not a FIFO" in err
+    fifo.unlink()
+    os.mkfifo(fifo)
+    status, err = run_watch(capsys, str(tmp_path), "--fifo", str(fifo))  # must not hang
+    assert status == 2 and f"nobody reads the FIFO {fifo}: is uWSGI running" in err
+
+
+def test_watch_touch_folder_missing(capsys, tmp_path):
+    status, err = run_watch(capsys, str(tmp_path), "--touch", str(tmp_path / "no" / "t"))
+    assert status == 2 and "the folder" in err and "does not exist" in err
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def test_touch_creates_then_moves_the_whole_second(tmp_path):
+    target = tmp_path / "reload.touch"
+    touch = actions.Touch(str(target))
+    touch.run(Changes())
+    first = target.stat().st_mtime
+    touch.run(Changes())
+    assert int(target.stat().st_mtime) > int(first)  # uWSGI compares whole seconds
+
+
+def test_exec_gets_the_changed_paths_and_reports_failure(tmp_path):
+    out = tmp_path / "out"
+    changes = Changes(modified=frozenset({"/a.py", "/b.py"}))
+    actions.Exec(f'printf "%s" "$UWSGI_RELOAD_CHANGED" > {out}').run(changes)
+    assert out.read_text() == "/a.py\n/b.py"
+    with pytest.raises(actions.ActionError, match="exited with status 3"):
+        actions.Exec("exit 3").run(changes)
+
+
+def test_fifo_write_reaches_the_reader(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert actions.WriteFifo(str(fifo), "c").run(Changes()) == f"wrote 'c' to {fifo}"
+        assert os.read(reader, 10) == b"c"
+    finally:
+        os.close(reader)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def make_watcher(folder: Path) -> tuple[Watcher, list, list]:
+    config = parse_config({"uwsgi-reload-delay": "0"}, str(folder))
+    config = dataclasses.replace(config, include=(".",), track_modules=False)
+    detector = Detector(config)
+    detector.start()
+    acted: list = []
+    logged: list = []
+    return Watcher(detector, acted.append, logged.append), acted, logged
+
+
+def test_loop_acts_once_per_change_and_holds_back_broken_code(tmp_path):
+    write(tmp_path / "a.py", "A = 1\n")
+    watcher, acted, logged = make_watcher(tmp_path)
+    assert not watcher.step() and acted == []
+    write(tmp_path / "a.py", "A = 22\n")
+    watcher.step()
+    assert [c.paths for c in acted] == [[str(tmp_path / "a.py")]]
+    assert not watcher.step()  # the change became the baseline
+    write(tmp_path / "a.py", "A = (\n")
+    write(tmp_path / "b.txt", "x")
+    watcher.step()
+    watcher.step()
+    assert len(acted) == 1
+    assert [m for m in logged if "does not compile" in m] == [
+        f"not reloading, this file does not compile: {tmp_path}/a.py:1: SyntaxError: "
+        "'(' was never closed"
+    ]
+    write(tmp_path / "b.txt", "xy")  # another change while a.py is broken
+    watcher.step()
+    assert len(acted) == 1 and "waiting for a fix of" in logged[-1]
+    write(tmp_path / "a.py", "A = 333\n")
+    watcher.step()
+    assert len(acted) == 2 and acted[-1].paths == [str(tmp_path / "a.py")]
+
+
+def test_loop_survives_an_internal_error(tmp_path):
+    watcher, _, logged = make_watcher(tmp_path)
+    stop = threading.Event()
+
+    def boom() -> None:
+        stop.set()
+        raise RuntimeError("boom")
+
+    watcher.before = boom
+    watcher.run(stop, 0.01)
+    assert "internal error in the check" in logged[0] and "RuntimeError: boom" in logged[0]
+
+
+# --------------------------------------------------------------------------- real servers
+
+APP = """\
+import greeting
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [greeting.TEXT.encode()]
+"""
+
+
+def make_app(folder: Path) -> None:
+    write(folder / "app.py", APP)
+    write(folder / "greeting.py", "TEXT = 'v1'\n")
+
+
+@pytest.fixture
+def processes():
+    """Start servers and watchers; every one is stopped at teardown (SIGINT)."""
+    started: list[Server] = []
+
+    def start(argv: list[str], cwd: Path, port: int | None = None) -> Server:
+        # a watcher serves nothing: the port only names its log file
+        server = Server(argv, cwd, port or free_port())
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+def start_watcher(start, cwd: Path, *argv: str) -> Server:
+    command = [str(BIN / "uwsgi-reload"), "watch", *argv, "--period", "0.2", "--delay", "0.1"]
+    watcher = start(command, cwd)
+    watcher.wait_for_log(r"uwsgi_reload: watching \d+ files")
+    return watcher
+
+
+def start_plain_uwsgi(start, cwd: Path, body: str) -> Server:
+    """uWSGI without uwsgi_reload inside: the watcher is all there is."""
+    port = free_port()
+    ini = cwd / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nmaster = true\nprocesses = 2\n"
+        f"wsgi-file = app.py\ndie-on-term = true\n{body}"
+    )
+    server = start([UWSGI, "--ini", str(ini)], cwd, port)
+    server.wait_for_body("v1")
+    return server
+
+
+@pytest.mark.integration
+def test_watch_reloads_uwsgi_through_its_pidfile(tmp_path, processes):
+    make_app(tmp_path)
+    server = start_plain_uwsgi(processes, tmp_path, "pidfile = uwsgi.pid\n")
+    watcher = start_watcher(processes, tmp_path, "--pidfile", "uwsgi.pid")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_body("v2", timeout=10)
+    watcher.wait_for_log(r"modified \S*greeting\.py -> send SIGHUP to the pid in ")
+    watcher.wait_for_log(rf"sent SIGHUP to {server.proc.pid}")
+    assert server.count(r"binary reloading uWSGI") == 1, server.explain("expected one reload")
+
+
+@pytest.mark.integration
+def test_watch_holds_back_broken_code_and_reloads_uwsgi_through_its_fifo(tmp_path, processes):
+    make_app(tmp_path)
+    server = start_plain_uwsgi(processes, tmp_path, "master-fifo = uwsgi.fifo\n")
+    watcher = start_watcher(processes, tmp_path, "--fifo", "uwsgi.fifo")
+    write(tmp_path / "greeting.py", "TEXT = ('v2'\n")
+    watcher.wait_for_log(r"not reloading, this file does not compile: \S*greeting\.py:1:")
+    assert "v1" in server.get()[1], server.explain("the old code must serve")
+    write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
+    server.wait_for_body("v3", timeout=10)
+    watcher.wait_for_log(r"wrote 'r' to \S*uwsgi\.fifo")
+    server.wait_for_log(r"binary reloading uWSGI")
+    assert watcher.count(r"-> write") == 1, watcher.explain("expected one reload")
+
+
+@pytest.mark.integration
+def test_watch_reloads_gunicorn_through_its_pidfile(tmp_path, processes):
+    make_app(tmp_path)
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", *NO_CONTROL_SOCKET]
+    server = processes([*argv, "--pid", "gunicorn.pid", "app:application"], tmp_path, port)
+    server.wait_for_body("v1")
+    server.wait_until((tmp_path / "gunicorn.pid").exists, 10, "gunicorn.pid")
+    watcher = start_watcher(processes, tmp_path, "--pidfile", "gunicorn.pid")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_body("v2", timeout=10)
+    watcher.wait_for_log(r"sent SIGHUP to \d+")
+    # gunicorn rewrites its pidfile at the reload: that must not count as a change
+    assert watcher.count(r" -> send SIGHUP") == 1, watcher.explain("expected one reload")

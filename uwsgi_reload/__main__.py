@@ -1,0 +1,8 @@
+"""``python -m uwsgi_reload``: the command line, see :mod:`uwsgi_reload.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

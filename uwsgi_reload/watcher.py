@@ -1,0 +1,71 @@
+"""The polling loop of hosts that own a thread or process (``uwsgi-reload watch``,
+gunicorn's arbiter): check, settle, hold back code that does not compile, act."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+
+from . import syntax
+from .detector import Detector
+from .snapshot import Changes, Stat
+
+
+class Watcher:
+    """Poll a :class:`Detector`; on a change wait until it settles, hold it back while a
+    changed ``.py`` file does not compile, else hand it to ``act``.
+
+    One per host that owns a loop (this command, gunicorn's arbiter). A change is made
+    the baseline before ``act`` runs, so a failing action is reported once, not at
+    every check.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        act: Callable[[Changes], None],
+        log: Callable[[str], None],
+        before: Callable[[], None] | None = None,
+    ) -> None:
+        self.detector = detector
+        self.act = act
+        self.log = log  # what is held back, and internal errors; `act` logs what it does
+        self.before = before
+        self.broken: dict[str, Stat] = {}  # .py files that did not compile, at that stat
+
+    def step(self) -> Changes:
+        """One check; returns the changes handed to ``act`` (empty if none were)."""
+        if self.before is not None:
+            self.before()
+        if not self.detector.check():
+            return Changes()
+        changes, current = self.detector.settle()
+        self.detector.accept(current)
+        if not changes or self._held_back(changes, current):
+            return Changes()
+        self.act(changes)
+        return changes
+
+    def _held_back(self, changes: Changes, current: Mapping[str, Stat]) -> bool:
+        if not self.detector.config.check_syntax:
+            return False
+        errors = syntax.syntax_errors(changes.paths)
+        for message in errors.values():
+            self.log(f"not reloading, this file does not compile: {message}")
+        self.broken.update((p, current[p]) for p in errors if p in current)
+        self.broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
+        if self.broken and not set(changes.paths) & self.broken.keys():
+            self.log(f"{changes.describe()}: waiting for a fix of " + ", ".join(self.broken))
+        return bool(self.broken)
+
+    def run(self, stop: threading.Event, period: float) -> None:
+        """Check every ``period`` seconds until ``stop`` is set; never raises."""
+        while not stop.wait(period):
+            try:
+                self.step()
+            except Exception:
+                self.log(
+                    "internal error in the check (the next check runs as usual):\n"
+                    + traceback.format_exc()
+                )
