@@ -4,7 +4,9 @@ typo keeps the working code serving instead of leaving the server with no app.""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+
+from .snapshot import Changes, Stat
 
 
 def syntax_errors(paths: Iterable[str]) -> dict[str, str]:
@@ -28,3 +30,28 @@ def syntax_errors(paths: Iterable[str]) -> dict[str, str]:
         except ValueError as error:  # null bytes
             errors[path] = f"{path}:0: {error}"
     return errors
+
+
+class SyntaxGate:
+    """Holds reloads back while a changed ``.py`` file does not compile.
+
+    ``broken`` maps each such file to its stat when it failed: the file stays broken,
+    without being compiled again, until its stat changes. A host that shares state
+    between processes merges their ``broken`` maps.
+    """
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.broken: dict[str, Stat] = {}
+
+    def holds(self, changes: Changes, current: Mapping[str, Stat]) -> bool:
+        """Compile the changed files; log each that fails (once per change) and say
+        whether the reload must wait."""
+        errors = syntax_errors(changes.paths)
+        for message in errors.values():
+            self.log(f"not reloading, this file does not compile: {message}")
+        self.broken.update((p, current[p]) for p in errors if p in current)
+        self.broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
+        if self.broken and not set(changes.paths) & self.broken.keys():
+            self.log(f"{changes.describe()}: waiting for a fix of " + ", ".join(self.broken))
+        return bool(self.broken)

@@ -87,7 +87,7 @@ class UwsgiReloader:
         self.prepared = False  # once per process
         self.reloading = False
         self.extensions: list[Extension] = []
-        self.broken: dict[str, tuple] = {}  # .py files that did not compile, at that stat
+        self.syntax_gate = syntax.SyntaxGate(log)
         self.broadcast_signum: int | None = None
         self.reported: set[str] = set()
         self.slow_reported = False
@@ -155,7 +155,7 @@ class UwsgiReloader:
                 path, stat = record["loaded"]
                 self.detector.learn_loaded(path, tuple(stat))
             for path, stat in record.get("broken", {}).items():
-                self.broken[path] = tuple(stat)
+                self.syntax_gate.broken[path] = tuple(stat)
             if "reloading" in record:
                 self.reloading = True
             if "announced" in record:
@@ -239,19 +239,10 @@ class UwsgiReloader:
         self.detector.accept(current)
 
     def _act(self, changes: Changes, current: dict) -> None:
-        if self.config.check_syntax:
-            errors = syntax.syntax_errors(changes.paths)
-            for message in errors.values():
-                log(f"not reloading, this file does not compile: {message}")
-            self.broken.update((p, current[p]) for p in errors if p in current)
-            still_broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
-            self.broken = still_broken
-            if still_broken:
-                self.journal.record(broken=still_broken)
-                self._accept(current)
-                if not set(changes.paths) & still_broken.keys():
-                    log(f"{changes.describe()}: waiting for a fix of " + ", ".join(still_broken))
-                return
+        if self.config.check_syntax and self.syntax_gate.holds(changes, current):
+            self.journal.record(broken=self.syntax_gate.broken)
+            self._accept(current)
+            return
         handled: set[str] = set()
         for extension in self.extensions:
             handled |= extension.handle(changes.paths)

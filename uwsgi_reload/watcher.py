@@ -32,7 +32,7 @@ class Watcher:
         self.act = act
         self.log = log  # what is held back, and internal errors; `act` logs what it does
         self.before = before
-        self.broken: dict[str, Stat] = {}  # .py files that did not compile, at that stat
+        self.syntax_gate = syntax.SyntaxGate(log)
 
     def step(self) -> Changes:
         """One check; returns the changes handed to ``act`` (empty if none were)."""
@@ -48,16 +48,7 @@ class Watcher:
         return changes
 
     def _held_back(self, changes: Changes, current: Mapping[str, Stat]) -> bool:
-        if not self.detector.config.check_syntax:
-            return False
-        errors = syntax.syntax_errors(changes.paths)
-        for message in errors.values():
-            self.log(f"not reloading, this file does not compile: {message}")
-        self.broken.update((p, current[p]) for p in errors if p in current)
-        self.broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
-        if self.broken and not set(changes.paths) & self.broken.keys():
-            self.log(f"{changes.describe()}: waiting for a fix of " + ", ".join(self.broken))
-        return bool(self.broken)
+        return self.detector.config.check_syntax and self.syntax_gate.holds(changes, current)
 
     def run(self, stop: threading.Event, period: float) -> None:
         """Check every ``period`` seconds until ``stop`` is set; never raises."""
