@@ -157,3 +157,18 @@ def start_uwsgi(cwd: Path, body: str, period: int = 1, env: dict | None = None) 
 
 
 READY = r"uwsgi_reload: reloading on"
+
+# The smallest app whose answer comes from a second module: editing greeting.py is the
+# save a test makes.
+APP = """\
+import greeting
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [greeting.TEXT.encode()]
+"""
+
+
+def make_app(folder: Path, text: str = "v1") -> None:
+    write(folder / "app.py", APP)
+    write(folder / "greeting.py", f"TEXT = {text!r}\n")

@@ -5,25 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from servers import READY, get, write
+from servers import APP, READY, get, make_app, write
 
 pytestmark = pytest.mark.integration
-
-APP = """\
-import greeting
-
-def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [greeting.TEXT.encode()]
-"""
-
-
-def make_app(folder: Path, text: str = "v1") -> None:
-    write(folder / "app.py", APP)
-    write(folder / "greeting.py", f"TEXT = {text!r}\n")
 
 
 def test_syntax_error_is_kept_out_then_the_fix_reloads(tmp_path, uwsgi_server):

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from servers import READY, get, write
+from servers import READY, get, make_app, write
 
 pytestmark = pytest.mark.integration
-
-APP = """\
-import greeting
-
-def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [greeting.TEXT.encode()]
-"""
-
-
-def make_app(folder: Path, text: str = "v1") -> None:
-    write(folder / "app.py", APP)
-    write(folder / "greeting.py", f"TEXT = {text!r}\n")
 
 
 def test_edit_reloads_with_new_code(tmp_path, uwsgi_server):

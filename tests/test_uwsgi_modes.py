@@ -7,17 +7,9 @@ import threading
 import time
 
 import pytest
-from servers import READY, get, write
+from servers import APP, READY, get, write
 
 pytestmark = pytest.mark.integration
-
-APP = """\
-import greeting
-
-def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [greeting.TEXT.encode()]
-"""
 
 
 def load_loop(url: str, stop: threading.Event, results: list) -> None:

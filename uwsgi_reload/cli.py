@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from . import __version__, entrypoints, sources
 from .actions import Action, ActionError, Exec, SignalPid, Touch, WriteFifo
 from .config import (
+    IMPORT_OPTIONS,
     KEYS,
     PREFIX,
     Config,
@@ -36,7 +37,7 @@ from .config import (
 )
 from .detector import Detector
 from .snapshot import Changes
-from .uwsgi_ini import IMPORT_OPTIONS, UwsgiIni, read_uwsgi_ini, split_spec
+from .uwsgi_ini import UwsgiIni, read_uwsgi_ini, split_spec
 from .watcher import Watcher
 
 EXIT_PROBLEMS = 1  # `check` found problems

@@ -18,6 +18,18 @@ from .sources import absolute, has_glob
 
 PREFIX = "uwsgi-reload-"
 
+# uWSGI options that import a Python module: `import = uwsgi_reload` or a sibling
+IMPORT_OPTIONS = (
+    "import",
+    "pyimport",
+    "py-import",
+    "python-import",
+    "shared-import",
+    "shared-pyimport",
+    "shared-py-import",
+    "shared-python-import",
+)
+
 RawValue = str | bytes | bool | int | list | tuple | None
 
 MODES = ("graceful", "chain")

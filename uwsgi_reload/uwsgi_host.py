@@ -16,21 +16,11 @@ import traceback
 import uwsgi
 
 from . import entrypoints, loadstats, loopguard, snapshot, state, syntax
-from .config import PREFIX, Config, ConfigError, describe, load_uwsgi_config
+from .config import IMPORT_OPTIONS, PREFIX, Config, ConfigError, describe, load_uwsgi_config
 from .detector import Detector
 from .extensions import Extension, discover
 from .snapshot import Changes
 
-IMPORT_OPTIONS = (
-    "import",
-    "pyimport",
-    "py-import",
-    "python-import",
-    "shared-import",
-    "shared-pyimport",
-    "shared-py-import",
-    "shared-python-import",
-)
 LAZY_SIGNAL_BASE = 200  # lazy-apps: each worker registers its own signal, 200 + worker id
 
 

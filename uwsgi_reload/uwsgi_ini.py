@@ -7,16 +7,6 @@ import os
 import re
 from collections.abc import Mapping
 
-IMPORT_OPTIONS = (
-    "import",
-    "pyimport",
-    "py-import",
-    "python-import",
-    "shared-import",
-    "shared-pyimport",
-    "shared-py-import",
-    "shared-python-import",
-)
 _OTHER_LOADERS = ("inherit", "include", "xml", "yaml", "yml", "json", "js", "sqlite3", "ldap")
 
 
