@@ -23,6 +23,21 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The Django tests on Django 4.2 LTS (`make test` runs the newest Django only), in a second
+# venv inside $(VENV), so that git, ruff and `make clean` treat it as they treat $(VENV).
+VENV42  := $(VENV)/django42
+STAMP42 := $(VENV42)/.installed-stamp
+
+$(STAMP42): pyproject.toml
+	$(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-e '.[uwsgi,test]' 'Django~=4.2.0'
+	touch $(STAMP42)
+
+.PHONY: test-django42
+test-django42: $(STAMP42)
+	$(VENV42)/bin/python -m pytest tests/test_django.py
+
 unit: setup
 	$(BIN)/python -m pytest -m 'not integration' -q
 

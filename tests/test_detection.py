@@ -365,3 +365,11 @@ def test_settle_ignores_mtimes_from_the_future():
     state = {"f": (int(200 * 1e9), 1, 1)}
     settle(lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: 100.0)
     assert 0.3 <= time_.now < 0.4
+
+
+def test_provider_file_written_after_start_is_a_change(tmp_path):
+    detector = detector_for(tmp_path)
+    detector.start()
+    template = touch(tmp_path / "tpl" / "saved-early.html")
+    detector.add_provider(lambda: [str(template)])
+    assert detector.check().modified == {str(template)}

@@ -70,11 +70,15 @@ class Detector:
 
     def add_provider(self, provider: Callable[[], Iterable[str]]) -> None:
         """Track the files ``provider()`` names at each check from now on; the ones it
-        names now are the baseline (a file it names later is an addition)."""
+        names now get a baseline (a file it names later is an addition)."""
         self.providers.append(provider)
         files = self._included() - self._known
-        self.baseline.update(snapshot.take(files))
         self._known |= files
+        for path, stat in snapshot.take(files).items():
+            # Found at the first check of each process (a framework is set up after our
+            # import), so a file written since the start counts as changed: a worker
+            # finding it after a save must not take the saved state as its baseline.
+            self.baseline[path] = MIXED if stat[0] > self.started_ns else stat
 
     def ignore(self, paths: Iterable[str]) -> None:
         """Stop tracking ``paths`` (the loop guard found the app writes them itself)."""
