@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= uwsgi,django,gunicorn,test
 
-.PHONY: setup run test lint unit clean
+.PHONY: setup run test lint unit clean bench bench-quick
 
 setup: $(STAMP)
 
@@ -43,6 +43,15 @@ unit: setup
 
 test: setup lint
 	$(BIN)/python -m pytest -n 3 --durations=10
+
+# Benchmarks run by hand, never by CI (about 15 min; --quick about 6 min). See bench/README.md.
+bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
+	$(BIN)/python bench/run.py
+
+bench-quick: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

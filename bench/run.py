@@ -1,0 +1,824 @@
+#!/usr/bin/env python3
+"""Benchmark uwsgi-reload against uWSGI's own reloaders, side by side, in one run.
+
+Run by hand, never by CI (see bench/README.md). For each variant in VARIANTS it starts
+a real uWSGI on a random loopback port with a generated project of N small modules,
+and measures:
+
+  idle     CPU per second of the whole instance (master + workers), for each N
+  latency  save -> first response with the new code (median, worst of --saves saves),
+           with a request loop running: worst request and failed requests
+
+Results: a markdown table on stdout and in bench/results/, the raw numbers as JSON and
+a PNG chart (matplotlib, the `bench` extra). Servers are stopped by their own pid
+(SIGINT; SIGTERM means reload in uWSGI), then their process group is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+UWSGI = os.environ.get("UWSGI", str(Path(sys.executable).parent / "uwsgi"))
+READY = re.compile(r"uwsgi_reload: reloading on.*?tracking (\d+) files")
+OURS = "import = uwsgi_reload\n"
+LAZY = "lazy-apps = true\n"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of reloading. ``ini`` is added to the [uwsgi] section ({trigger} is a
+    file to touch). ``after_save`` is what the benchmark does right after writing the
+    file: "" (the server notices by itself), "touch" (touch {trigger}), "hup"
+    (SIGHUP to the master), "fifo:X" (write X to the master FIFO). ``wake`` makes the
+    benchmark write no-op bytes to the master FIFO every 10 ms until the old workers
+    are gone (what a helper forked by our reloader would do)."""
+
+    name: str
+    ini: str
+    group: str  # uwsgi | ours | trigger
+    note: str = ""
+    after_save: str = ""
+    wake: bool = False
+    sections: tuple[str, ...] = ("idle", "latency")
+    pending: bool = False  # needs work not integrated yet: run only when named
+
+
+VARIANTS: list[Variant] = [
+    Variant("none", "", "uwsgi", "uWSGI alone, no reloader (reference)", sections=("idle",)),
+    Variant("py-autoreload", "py-autoreload = 1\n", "uwsgi", "uWSGI's own, polls sys.modules"),
+    Variant(
+        "touch-reload",
+        "touch-reload = {trigger}\n",
+        "uwsgi",
+        "file touched right after each save (an ideal external watcher)",
+        after_save="touch",
+    ),
+    Variant("ours-poll", OURS + "uwsgi-reload-backend = poll\n", "ours", "graceful"),
+    Variant(
+        "ours-poll-chain",
+        OURS + "uwsgi-reload-backend = poll\nuwsgi-reload-mode = chain\n" + LAZY,
+        "ours",
+        "chain, lazy-apps + master-fifo",
+    ),
+    Variant(
+        "ours-inotify", OURS + "uwsgi-reload-backend = inotify\n", "ours", "graceful", pending=True
+    ),
+    Variant("ours-auto", OURS + "uwsgi-reload-backend = auto\n", "ours", "graceful", pending=True),
+    Variant(
+        "ours-inotify-chain",
+        OURS + "uwsgi-reload-backend = inotify\nuwsgi-reload-mode = chain\n" + LAZY,
+        "ours",
+        "chain, lazy-apps + master-fifo",
+        pending=True,
+    ),
+    Variant(
+        "ours-auto-chain",
+        OURS + "uwsgi-reload-backend = auto\nuwsgi-reload-mode = chain\n" + LAZY,
+        "ours",
+        "chain, lazy-apps + master-fifo",
+        pending=True,
+    ),
+    # Reload mechanics alone: the benchmark triggers the reload right after the save.
+    Variant("reload-hup", "", "trigger", "graceful: SIGHUP", "hup", sections=("latency",)),
+    Variant("reload-hup+wake", "", "trigger", "graceful + master woken", "hup", True, ("latency",)),
+    Variant("reload-chain", LAZY, "trigger", "FIFO c, lazy-apps", "fifo:c", sections=("latency",)),
+    Variant(
+        "reload-chain+wake",
+        LAZY,
+        "trigger",
+        "FIFO c + master woken",
+        "fifo:c",
+        True,
+        ("latency",),
+    ),
+    Variant(
+        "reload-chain+wake+fb0",
+        LAZY + "forkbomb-delay = 0\n",
+        "trigger",
+        "FIFO c + woken, forkbomb-delay 0",
+        "fifo:c",
+        True,
+        ("latency",),
+    ),
+    Variant(
+        "reload-workers", LAZY, "trigger", "FIFO w, lazy-apps", "fifo:w", sections=("latency",)
+    ),
+    Variant(
+        "reload-workers+wake+fb0",
+        LAZY + "forkbomb-delay = 0\n",
+        "trigger",
+        "FIFO w + woken, forkbomb-delay 0",
+        "fifo:w",
+        True,
+        ("latency",),
+    ),
+]
+DEFAULT_VARIANTS = [v.name for v in VARIANTS if not v.pending]
+QUICK_VARIANTS = [
+    "none",
+    "py-autoreload",
+    "touch-reload",
+    "ours-poll",
+    "ours-poll-chain",
+    "reload-hup",
+    "reload-hup+wake",
+    "reload-chain+wake+fb0",
+]
+
+
+# --- the project under test ----------------------------------------------------------
+
+APP = """\
+import os
+
+import mods
+import version
+
+
+def application(environ, start_response):
+    body = f"{version.TOKEN} {os.getpid()} {mods.COUNT}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+MODULE = """\
+\"\"\"Generated module {i}.\"\"\"
+
+NAME = "m{i:05d}"
+VALUES = tuple(range({i} % 7 + 3))
+
+
+def describe(x: int = {i}) -> str:
+    return f"{{NAME}}: {{x + sum(VALUES)}}"
+"""
+
+
+def make_project(folder: Path, modules: int, per_package: int = 100) -> Path:
+    """A WSGI app importing ``modules`` small modules, ``per_package`` per folder,
+    byte-compiled so every variant starts from warm caches."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    mods = folder / "mods"
+    mods.mkdir(parents=True)
+    packages = []
+    for start in range(0, modules, per_package):
+        package = f"p{start // per_package:03d}"
+        packages.append(package)
+        names = []
+        for i in range(start, min(start + per_package, modules)):
+            name = f"m{i:05d}"
+            names.append(name)
+            (mods / package).mkdir(exist_ok=True)
+            (mods / package / f"{name}.py").write_text(MODULE.format(i=i))
+        (mods / package / "__init__.py").write_text(f"from . import {', '.join(names)}\n")
+    (mods / "__init__.py").write_text(
+        "".join(f"from . import {p}\n" for p in packages) + f"COUNT = {modules}\n"
+    )
+    (folder / "app.py").write_text(APP)
+    (folder / "version.py").write_text('TOKEN = "start"\n')
+    compileall.compile_dir(str(folder), quiet=1, workers=2)
+    return folder
+
+
+# --- a uWSGI instance ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, timeout: float = 10.0) -> tuple[int, str, float]:
+    """(status, body, seconds); status 0 when the request failed."""
+    start = time.perf_counter()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            body = response.read().decode("utf-8", "replace")
+            return response.status, body, time.perf_counter() - start
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as error:
+        return 0, f"{type(error).__name__}: {error}", time.perf_counter() - start
+
+
+class Uwsgi:
+    """A uWSGI instance in its own process group, logging to a file."""
+
+    def __init__(self, variant: Variant, project: Path, logs: Path, extra: str = "") -> None:
+        self.port = free_port()
+        self.project = project
+        self.fifo = str(logs / f"fifo-{self.port}")
+        self.trigger = str(logs / f"trigger-{self.port}")
+        Path(self.trigger).touch()
+        self.log_path = logs / f"{variant.name}-{self.port}.log"
+        ini = logs / f"{variant.name}-{self.port}.ini"
+        ini.write_text(
+            "[uwsgi]\n"
+            f"http-socket = 127.0.0.1:{self.port}\n"
+            "master = true\n"
+            "processes = 2\n"
+            "wsgi-file = app.py\n"
+            "die-on-term = true\n"
+            "disable-logging = true\n"
+            f"master-fifo = {self.fifo}\n"
+            + variant.ini.format(trigger=self.trigger)
+            + (extra if variant.group == "ours" else "")
+        )
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [UWSGI, "--ini", str(ini)],
+                cwd=project,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uWSGI exited waiting for {what}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}; see {self.log_path}")
+            time.sleep(0.05)
+
+    def wait_serving(self, timeout: float = 120) -> None:
+        self.wait(lambda: get(self.port, 5)[0] == 200, timeout, "the app to answer")
+
+    def wait_ours(self, timeout: float = 60) -> int:
+        """Wait for our start line; return how many files we track."""
+        self.wait(lambda: READY.search(self.log()) is not None, timeout, "uwsgi_reload's start")
+        match = READY.search(self.log())
+        return int(match.group(1)) if match else 0
+
+    def pids(self) -> list[int]:
+        """Every process of the instance: its process group."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid and fields[0] != b"Z":
+                found.append(int(entry))
+        return found
+
+    def workers(self) -> list[int]:
+        return [pid for pid in self.pids() if pid != self.proc.pid]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def fifo_write(self, data: bytes) -> None:
+        with suppress(OSError):
+            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    def stop(self) -> None:
+        """SIGINT to the master (its stop), then kill what is left of the group: a
+        shutdown racing a chain reload can leave a respawned worker behind."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid``: schedstat (ns) when the kernel keeps it,
+    else utime + stime from stat (clock ticks)."""
+    total_ns = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total_ns += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            total_ns = -1
+            break
+    if total_ns > 0:
+        return total_ns / 1e9
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+@contextmanager
+def running(variant: Variant, project: Path, logs: Path, extra: str) -> Iterator[Uwsgi]:
+    server = Uwsgi(variant, project, logs, extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- measurements ----------------------------------------------------------------------
+
+
+@dataclass
+class Idle:
+    variant: str
+    modules: int
+    cpu_ms_per_s: float
+    tracked: int | None = None
+    error: str = ""
+
+
+@dataclass
+class Latency:
+    variant: str
+    modules: int
+    saves: list[float | None] = field(default_factory=list)  # None: not seen in time
+    requests: int = 0
+    failed: int = 0
+    worst_request: float = 0.0
+    reloads_seen: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # the first few, as seen
+    error: str = ""
+
+    @property
+    def seen(self) -> list[float]:
+        return [s for s in self.saves if s is not None]
+
+
+def start(variant: Variant, server: Uwsgi) -> int | None:
+    server.wait_serving()
+    if variant.group == "ours":
+        return server.wait_ours()
+    time.sleep(2)  # py-autoreload and touch-reload take their baseline at the first check
+    return None
+
+
+def measure_idle(
+    variant: Variant, project: Path, modules: int, logs: Path, seconds: float, extra: str
+) -> Idle:
+    with running(variant, project, logs, extra) as server:
+        try:
+            tracked = start(variant, server)
+            time.sleep(2)  # let the first checks fill their caches
+            before = server.cpu_seconds()
+            began = time.monotonic()
+            time.sleep(seconds)
+            used = server.cpu_seconds() - before
+            took = time.monotonic() - began
+        except RuntimeError as error:
+            return Idle(variant.name, modules, float("nan"), error=str(error))
+    return Idle(variant.name, modules, used * 1000 / took, tracked)
+
+
+class RequestLoop(threading.Thread):
+    """One client sending requests back to back (5 ms apart) until stopped."""
+
+    def __init__(self, port: int, pause: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.pause = pause
+        self.stopped = threading.Event()
+        self.durations: list[float] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            status, body, took = get(self.port)
+            self.durations.append(took)
+            if status != 200:
+                self.failures.append(f"{status} {body[:80]}")
+            time.sleep(self.pause)
+
+
+class Waker(threading.Thread):
+    """Write a no-op byte to the master FIFO every 10 ms until the given workers are
+    gone: the master notices dead workers only when an event wakes it (else once a
+    second). Stands in for the helper process our reloader would fork."""
+
+    def __init__(self, server: Uwsgi, workers: list[int], limit: float = 15.0) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.workers = workers
+        self.limit = limit
+
+    def run(self) -> None:
+        end = time.monotonic() + self.limit
+        while time.monotonic() < end:
+            self.server.fifo_write(b"x")  # not a FIFO command: wakes the master, nothing else
+            if not any(os.path.exists(f"/proc/{pid}") for pid in self.workers):
+                return
+            time.sleep(0.01)
+
+
+def after_save(variant: Variant, server: Uwsgi) -> None:
+    workers = server.workers()
+    if variant.after_save == "touch":
+        os.utime(server.trigger)
+    elif variant.after_save == "hup":
+        os.kill(server.proc.pid, signal.SIGHUP)
+    elif variant.after_save.startswith("fifo:"):
+        server.fifo_write(variant.after_save[5:].encode())
+    if variant.wake:
+        Waker(server, workers).start()
+
+
+RELOAD_LINES = {
+    "graceful": r"binary reloading uWSGI",
+    "chain": r"chain reload starting",
+    "chain-dropped": r"chain reload already running",
+    "respawn": r"Respawned uWSGI worker",
+    "forkbomb-sleep": r"worker respawning too fast",
+}
+
+
+def measure_latency(
+    variant: Variant,
+    project: Path,
+    modules: int,
+    logs: Path,
+    saves: int,
+    spacing: tuple[float, float],
+    rng: random.Random,
+    extra: str,
+) -> Latency:
+    result = Latency(variant.name, modules)
+    version = project / "version.py"
+    with running(variant, project, logs, extra) as server:
+        try:
+            start(variant, server)
+        except RuntimeError as error:
+            result.error = str(error)
+            return result
+        loop = RequestLoop(server.port)
+        loop.start()
+        polls: list[float] = []
+        try:
+            for index in range(saves):
+                time.sleep(rng.uniform(*spacing))
+                token = f"save{index}-{rng.randrange(1 << 30)}"
+                began = time.perf_counter()
+                with open(version, "w") as f:  # an in-place save, like most editors
+                    f.write(f'TOKEN = "{token}"\n')
+                after_save(variant, server)
+                seen = None
+                while time.perf_counter() - began < 15:
+                    status, body, took = get(server.port)
+                    polls.append(took)
+                    if status == 200 and body.startswith(token + " "):
+                        seen = time.perf_counter() - began
+                        break
+                    if status != 200:
+                        result.failed += 1
+                        result.failures.append(f"{status} {body[:80]}")
+                    time.sleep(0.005)
+                result.saves.append(seen)
+                if seen is None and server.proc.poll() is not None:
+                    result.error = f"uWSGI exited; see {server.log_path}"
+                    break
+        finally:
+            loop.stopped.set()
+            loop.join(15)
+        time.sleep(1)  # a chain reload finishes its last worker; its log lines land
+        result.requests = len(loop.durations) + len(polls)
+        result.failed += len(loop.failures)
+        result.failures = (result.failures + loop.failures)[:5]
+        result.worst_request = max(loop.durations + polls, default=0.0)
+        text = server.log()
+        result.reloads_seen = {
+            kind: len(re.findall(pattern, text)) for kind, pattern in RELOAD_LINES.items()
+        }
+    return result
+
+
+# --- reporting -------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    with suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        version = subprocess.run(
+            [UWSGI, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    return {
+        "cpu": f"{model} x {os.cpu_count()}",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "uwsgi": version,
+        "loadavg at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+
+
+def fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def tables(idle: list[Idle], latency: list[Latency], variants: list[Variant]) -> str:
+    notes = {v.name: v.note for v in variants}
+    out = []
+    if idle:
+        sizes = sorted({r.modules for r in idle})
+        ref = {r.modules: r.cpu_ms_per_s for r in idle if r.variant == "py-autoreload"}
+        out.append("### Idle CPU of the whole instance (ms CPU per second; x py-autoreload)\n")
+        out.append("| variant | " + " | ".join(f"{n:,} modules" for n in sizes) + " | note |")
+        out.append("|---|" + "---:|" * len(sizes) + "---|")
+        for name in dict.fromkeys(r.variant for r in idle):
+            cells = []
+            for n in sizes:
+                row = next((r for r in idle if r.variant == name and r.modules == n), None)
+                if row is None or row.error:
+                    cells.append("error" if row else "")
+                    continue
+                ratio = ""
+                if ref.get(n) and name != "py-autoreload":
+                    ratio = f" ({row.cpu_ms_per_s / ref[n]:.2f}x)"
+                cells.append(f"{row.cpu_ms_per_s:.2f}{ratio}")
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {notes.get(name, '')} |")
+        out.append("")
+    if latency:
+        ref_rows = [r for r in latency if r.variant == "py-autoreload" and r.seen]
+        ref_median = statistics.median(ref_rows[0].seen) if ref_rows else None
+        out.append(
+            f"### Save -> new code, with a request loop ({latency[0].modules:,} modules; seconds)\n"
+        )
+        out.append(
+            "| variant | median | worst | x py-autoreload (median) | missed | "
+            "worst request | failed / requests | reloads seen | note |"
+        )
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        for r in latency:
+            if r.error and not r.seen:
+                out.append(f"| {r.variant} | error: {r.error} |||||||")
+                continue
+            median = statistics.median(r.seen) if r.seen else None
+            ratio = (
+                f"{median / ref_median:.2f}x"
+                if median is not None and ref_median and r.variant != "py-autoreload"
+                else ""
+            )
+            seen = ", ".join(f"{k} {v}" for k, v in r.reloads_seen.items() if v)
+            out.append(
+                f"| {r.variant} | {fmt_s(median)} | {fmt_s(max(r.seen, default=None))} | "
+                f"{ratio} | {len(r.saves) - len(r.seen)}/{len(r.saves)} | "
+                f"{r.worst_request:.3f} | {r.failed} / {r.requests} | {seen} | "
+                f"{notes.get(r.variant, '')} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
+        return False
+    panels = (1 if idle else 0) + (2 if latency else 0)
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.5), squeeze=False)
+    axes = list(axes[0])
+    if idle:
+        ax = axes.pop(0)
+        for name in dict.fromkeys(r.variant for r in idle):
+            rows = sorted(
+                (r for r in idle if r.variant == name and not r.error), key=lambda r: r.modules
+            )
+            ax.plot([r.modules for r in rows], [r.cpu_ms_per_s for r in rows], "o-", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tracked project modules")
+        ax.set_ylabel("ms CPU per second (master + workers)")
+        ax.set_title("Idle CPU")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if latency:
+        rows = [r for r in latency if r.seen]
+        names = [r.variant for r in rows]
+        ys = range(len(rows))
+        ax = axes.pop(0)
+        medians = [statistics.median(r.seen) for r in rows]
+        worst = [max(r.seen) for r in rows]
+        ax.barh(ys, worst, color="#f4b183", label="worst")
+        ax.barh(ys, medians, color="#2e75b6", label="median")
+        ax.set_yticks(list(ys), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds from save to the first response with the new code")
+        ax.set_title(f"Save -> new code ({rows[0].modules if rows else 0:,} modules)")
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes.pop(0)
+        ax.barh(ys, [r.worst_request for r in rows], color="#c00000")
+        for y, r in zip(ys, rows, strict=True):
+            if r.failed:
+                ax.text(r.worst_request, y, f"  {r.failed} failed", va="center", fontsize=8)
+        ax.set_yticks(list(ys), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds, slowest request during the reloads")
+        ax.set_title("Worst request stall")
+        ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a subset that takes a few minutes")
+    parser.add_argument("--variants", help="comma-separated names, or 'all' (default: not pending)")
+    parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    parser.add_argument("--sections", default="idle,latency", help="idle,latency")
+    parser.add_argument("--sizes", help="module counts for idle CPU (default 100,1000,10000)")
+    parser.add_argument("--idle-seconds", type=float, help="CPU measuring window (default 10)")
+    parser.add_argument("--modules", type=int, help="module count for latency (default 1000)")
+    parser.add_argument("--saves", type=int, help="saves per variant (default 10)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between saves")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra ini line for our variants, e.g. --set uwsgi-reload-delay=0.1",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--keep", action="store_true", help="keep the generated projects/logs")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.sizes = [
+        int(x) for x in (args.sizes or ("100,1000" if quick else "100,1000,10000")).split(",")
+    ]
+    args.idle_seconds = args.idle_seconds or (5.0 if quick else 10.0)
+    args.modules = args.modules or (1000 if not quick else 300)
+    args.saves = args.saves or (5 if quick else 10)
+    names = (
+        args.variants.split(",")
+        if args.variants
+        else (QUICK_VARIANTS if quick else DEFAULT_VARIANTS)
+    )
+    if names == ["all"]:
+        names = [v.name for v in VARIANTS]
+    known = {v.name: v for v in VARIANTS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(known)}")
+    args.chosen = [known[n] for n in names]
+    args.sections = args.sections.split(",")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for v in VARIANTS:
+            flag = " (pending: run only when named)" if v.pending else ""
+            print(f"{v.name:26} {v.group:8} {','.join(v.sections):13} {v.note}{flag}")
+        return 0
+    if not os.path.exists(UWSGI):
+        print(f"no uWSGI at {UWSGI} (set UWSGI=...)", file=sys.stderr)
+        return 2
+    extra = "".join(line.replace("=", " = ", 1) + "\n" for line in args.set)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = Path(tempfile.mkdtemp(prefix="uwsgi-reload-bench-"))
+    logs = work / "logs"
+    logs.mkdir()
+    info = machine()
+    command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"# uwsgi-reload benchmark {stamp}\n")
+    print(f"command: `{command}`  ")
+    for key, value in info.items():
+        print(f"{key}: {value}  ")
+    print(f"work folder: {work}\n", flush=True)
+    rng = random.Random(args.seed)
+    idle: list[Idle] = []
+    latency: list[Latency] = []
+    try:
+        if "idle" in args.sections:
+            for n in args.sizes:
+                project = make_project(work / f"project-{n}", n)
+                for variant in args.chosen:
+                    if "idle" not in variant.sections:
+                        continue
+                    row = measure_idle(variant, project, n, logs, args.idle_seconds, extra)
+                    idle.append(row)
+                    print(
+                        f"idle  {n:>6} modules  {variant.name:26} "
+                        f"{row.cpu_ms_per_s:7.2f} ms/s  {row.error}",
+                        flush=True,
+                    )
+        if "latency" in args.sections:
+            project = make_project(work / f"project-{args.modules}", args.modules)
+            for variant in args.chosen:
+                if "latency" not in variant.sections:
+                    continue
+                row = measure_latency(
+                    variant, project, args.modules, logs, args.saves, (1.5, 3.0), rng, extra
+                )
+                latency.append(row)
+                seen = row.seen
+                median = statistics.median(seen) if seen else None
+                print(
+                    f"save  {variant.name:26} median {fmt_s(median)}"
+                    f" worst {fmt_s(max(seen, default=None))} missed {len(row.saves) - len(seen)}"
+                    f" worst-request {row.worst_request:.3f} failed {row.failed}/{row.requests}"
+                    f" {row.error}",
+                    flush=True,
+                )
+                for failure in row.failures:
+                    print(f"      failed request: {failure}", flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    table = tables(idle, latency, args.chosen)
+    print("\n" + table)
+    base = args.out / f"bench-{stamp}"
+    header = f"# uwsgi-reload benchmark {stamp}\n\ncommand: `{command}`\n\n" + "".join(
+        f"- {k}: {v}\n" for k, v in info.items()
+    )
+    base.with_suffix(".md").write_text(header + "\n" + table + "\n")
+    base.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "machine": info,
+                "idle": [asdict(r) for r in idle],
+                "latency": [asdict(r) for r in latency],
+            },
+            indent=1,
+        )
+    )
+    title = (
+        f"{info['cpu']}, {info['kernel']}, {info['uwsgi'] and 'uWSGI ' + info['uwsgi']} - {stamp}"
+    )
+    if chart(idle, latency, base.with_suffix(".png"), title):
+        print(f"chart: {base.with_suffix('.png')}")
+    print(f"table: {base.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
