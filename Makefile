@@ -41,8 +41,13 @@ test-django42: $(STAMP42)
 unit: setup
 	$(BIN)/python -m pytest -m 'not integration' -q
 
+# The whole suite (default backend: auto, which is inotify on a local disk), then the uWSGI
+# tests once more on the poll backend: both must give the same results.
+UWSGI_TESTS := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsgi_modes.py
+
 test: setup lint
 	$(BIN)/python -m pytest -n 3 --durations=10
+	RELOAD_TEST_BACKEND=poll $(BIN)/python -m pytest -n 3 $(UWSGI_TESTS)
 
 # Benchmarks run by hand, never by CI (about 15 min; --quick about 6 min). See bench/README.md.
 bench: setup

@@ -135,8 +135,14 @@ class Server:
             self.proc.wait(5)
 
 
+# `make test` runs the uWSGI tests once with the default backend (auto: inotify here)
+# and once more with RELOAD_TEST_BACKEND=poll. (Not UWSGI_*: uWSGI reads those as options.)
+BACKEND = os.environ.get("RELOAD_TEST_BACKEND", "")
+
+
 def uwsgi_ini(port: int, body: str, period: int = 1) -> str:
     """A [uwsgi] section with our defaults; ``body`` adds or overrides keys."""
+    backend = f"uwsgi-reload-backend = {BACKEND}\n" if BACKEND else ""
     return (
         "[uwsgi]\n"
         f"http-socket = 127.0.0.1:{port}\n"
@@ -145,7 +151,7 @@ def uwsgi_ini(port: int, body: str, period: int = 1) -> str:
         "import = uwsgi_reload\n"
         f"uwsgi-reload-period = {period}\n"
         "uwsgi-reload-delay = 0.1\n"
-        "die-on-term = true\n" + body
+        "die-on-term = true\n" + backend + body
     )
 
 

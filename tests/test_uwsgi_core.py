@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from servers import READY, get, make_app, write
+from servers import BACKEND, READY, get, make_app, write
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +30,8 @@ def test_start_line_names_period_files_and_mode(tmp_path, uwsgi_server):
     server = uwsgi_server("wsgi-file = app.py\n", period=2)
     line = server.wait_for_log(READY + r".*").group(0)
     assert "mode graceful" in line and "period 2s" in line, line
+    expected = "backend poll" if BACKEND == "poll" else "backend inotify"
+    assert expected in line, line
     # app.py and greeting.py; uwsgi_reload itself when installed editable
     tracked = int(line.split("tracking ")[1].split()[0])
     assert tracked >= 2, line

@@ -109,6 +109,11 @@ class Detector:
             )
         return files
 
+    def known_files(self) -> set[str]:
+        """Every file tracked so far plus modules imported since the last check, without
+        walking includes: cheap enough for every check of the event backend."""
+        return self._known | self._module_files()
+
     def tracked(self) -> set[str]:
         """Every path tracked right now (a path may currently be missing)."""
         return (self._module_files() | self._included() | self.extra) - self.ignored

@@ -65,6 +65,11 @@ class DjangoExtension:
                 found.extend(str(path) for path in directory.glob(pattern))
         return found
 
+    def folders(self) -> list[str]:
+        """The folders apps asked to watch (for the event backend, which watches them
+        recursively)."""
+        return [str(directory) for directory in self.reloader.directory_globs]
+
     def handle(self, paths: list[str]) -> set[str]:
         """Send ``file_changed`` for each path, as Django's reloader does; the paths
         some receiver handled (returned True) need no restart. A receiver's error

@@ -196,7 +196,7 @@ def module_files(modules: Iterable[ModuleType], rules: Rules) -> set[str]:
     return files
 
 
-def _static_root(pattern: str) -> str:
+def static_root(pattern: str) -> str:
     """The longest leading folder of an absolute glob that has no glob character."""
     parts = pattern.split("/")
     root = []
@@ -247,7 +247,7 @@ def expand_includes(
         path = absolute(pattern, base_dir)
         if has_glob(pattern):
             regex = glob_regex(path)
-            root = _static_root(path)
+            root = static_root(path)
             found: Iterable[str] = (
                 (p for p in walk_files(root, rules) if regex.fullmatch(p))
                 if os.path.isdir(root)

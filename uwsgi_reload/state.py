@@ -123,6 +123,7 @@ class History:
         self.suppressed_path = os.path.join(folder, "suppressed.json")
         self.notices_path = os.path.join(folder, "notices.json")
         self.count_path = os.path.join(folder, "reloads.json")
+        self.chain_path = os.path.join(folder, "chain.json")
         self.keep = keep
 
     def load(self) -> list:
@@ -139,6 +140,17 @@ class History:
         _write_json(self.path, entries)
         _write_json(self.count_path, self.count() + 1)
         return entries
+
+    def set_chain(self, pids: list[int]) -> None:
+        """The workers a chain reload is replacing."""
+        _write_json(self.chain_path, pids)
+
+    def chain(self) -> list[int]:
+        try:
+            with open(self.chain_path) as f:
+                return [int(pid) for pid in json.load(f)]
+        except (OSError, ValueError, TypeError):
+            return []
 
     def count(self) -> int:
         """How many reloads this server has had (the history keeps only the last ones)."""

@@ -15,7 +15,7 @@ import traceback
 
 import uwsgi
 
-from . import entrypoints, loadstats, loopguard, snapshot, state, syntax
+from . import entrypoints, events, loadstats, loopguard, snapshot, state, syntax, waker
 from .config import IMPORT_OPTIONS, PREFIX, Config, ConfigError, describe, load_uwsgi_config
 from .detector import Detector
 from .extensions import Extension, discover
@@ -83,18 +83,52 @@ class UwsgiReloader:
         self.slow_reported = False
         self.first_check_ns = 0  # wall clock of this generation's first check
         self.detector.extra.update(entrypoints.entry_files(uwsgi.opt, config.base_dir))
+        self.gate: events.EventGate | None = None
+        self.backend = "poll"
+        self.fast_signum: int | None = None  # file monitors: check at once, not at the tick
+        self.monitored: set[str] = set()
+        self.wake_file = os.path.join(folder, "wake", "poke")
 
     def start(self) -> None:
         if uwsgi.worker_id() == 0:
             self.journal.clear_old()
         loadstats.install(self._on_load)
         self.detector.start()
+        self._open_events()
         self._register_signals()
+
+    def _open_events(self) -> None:
+        roots = [self.config.base_dir]
+        inotify_events, self.backend = events.open_events(self.config, roots)
+        if inotify_events is not None:
+            self.gate = events.EventGate(self.detector, inotify_events)
+            self.gate.watch_tracked()
+        else:
+            self.backend = f"poll ({self.backend})"
 
     def _on_load(self, path: str, stat: tuple) -> None:
         # After the fork, other workers must learn of a module only this one imported.
         if uwsgi.worker_id() > 0:
             self.journal.record_loaded(path, stat)
+        if self.gate is not None:
+            self.gate.watch_file(path)
+            self._monitor(os.path.dirname(path))
+
+    def _monitor(self, folder: str) -> None:
+        """Ask the master to raise our check signal when ``folder`` changes, so a save
+        is handled at once instead of at the next tick. uWSGI has 64 file monitors per
+        instance (never freed): the first MONITORS folders of the project get one."""
+        if (
+            self.fast_signum is None
+            or uwsgi.worker_id() != 0  # only the master can add them, before it forks
+            or folder in self.monitored
+            or len(self.monitored) >= MONITORS
+            or not folder.startswith(self.config.base_dir)
+            or self.detector.rules.excludes(folder)
+        ):
+            return
+        self.monitored.add(folder)
+        uwsgi.add_file_monitor(self.fast_signum, folder)
 
     def _register_signals(self) -> None:
         wid = uwsgi.worker_id()
@@ -105,6 +139,17 @@ class UwsgiReloader:
             # Changes a framework applies without a restart must reach every worker.
             self.broadcast_signum = uwsgidecorators.get_free_signal()
             uwsgi.register_signal(self.broadcast_signum, "workers", self.on_broadcast)
+            if not self.fifo:
+                # an event for the master's loop while it waits for old workers to die
+                wake_signum = uwsgidecorators.get_free_signal()
+                uwsgi.register_signal(wake_signum, "subscribed", _ignore)
+                os.makedirs(os.path.dirname(self.wake_file), exist_ok=True)
+                uwsgi.add_file_monitor(wake_signum, os.path.dirname(self.wake_file))
+            if self.gate is not None:
+                self.fast_signum = uwsgidecorators.get_free_signal()
+                uwsgi.register_signal(self.fast_signum, "", self.tick)
+                for folder in sorted(self.gate.events.watched()):
+                    self._monitor(folder)
             return
         # lazy-apps: we run in each worker after the fork. A signal registered in a
         # worker can only run in that worker, and uWSGI never prunes its timer table,
@@ -173,6 +218,8 @@ class UwsgiReloader:
         for extension in discover():
             self.extensions.append(extension)
             self.detector.add_provider(extension.files)
+            if self.gate is not None and hasattr(extension, "folders"):
+                self.gate.extra_roots.update(extension.folders())
 
     def _announce(self) -> None:
         tracked = self.detector.tracked()
@@ -180,7 +227,8 @@ class UwsgiReloader:
         settings = ", ".join(f"{k[len(PREFIX) :]}={v}" for k, v in describe(self.config))
         log(
             f"reloading on: mode {self.config.mode}, period {self.config.period}s, "
-            f"tracking {len(tracked)} files under {self.config.base_dir}, extensions: {names}"
+            f"backend {self.backend}, tracking {len(tracked)} files under "
+            f"{self.config.base_dir}, extensions: {names}"
         )
         log(f"settings: {settings}")
         self.announced = True
@@ -194,6 +242,10 @@ class UwsgiReloader:
         if not self.announced:
             self.first_check_ns = time.time_ns()
             self._announce()
+        if self.config.mode == "chain" and self._chain_running():
+            return
+        if self.gate is not None and not self.gate.needs_scan():
+            return
         for error in loadstats.listener_errors:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
@@ -279,12 +331,29 @@ class UwsgiReloader:
         self.history.add(changes.paths, quick)
         self.reloading = True
         self.journal.record(reloading=changes.paths)
+        old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
         if self.config.mode == "chain":
             # one worker at a time, master untouched; needs lazy-apps (checked at start)
             # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
+            self.history.set_chain(old_workers)
             write_fifo(self.fifo, b"c")
         else:
             uwsgi.reload()
+        poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
+        waker.spawn(poke, old_workers)
+
+    def _chain_running(self) -> bool:
+        """A chain reload replaces the workers of the last one, one by one. The master
+        ignores a new "c" until it is done, so the check waits for it."""
+        old = set(self.history.chain())
+        return bool(old & {w["pid"] for w in uwsgi.workers()})
+
+
+MONITORS = 48
+
+
+def _ignore(signum: int) -> None:
+    """The wake-up signal only gives the master's loop an event; nobody handles it."""
 
 
 def write_fifo(path: str, command: bytes) -> None:

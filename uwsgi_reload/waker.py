@@ -1,0 +1,74 @@
+"""Wake the uWSGI master while it waits for old workers to die.
+
+The master notices a dead worker only when its event loop wakes up, which happens
+once a second when nothing else does (that is the "worker N buried after 1 seconds"
+of every reload). A short-lived process that gives the master an event every 10 ms
+until the old workers are gone cuts a graceful reload's stall from about 1 s to about
+0.1 s (measured: bench/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+POKE_EVERY = 0.01
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists, zombies included: a zombie is what the master
+    has not collected yet, which is exactly what we wait for."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> None:
+    """Call ``poke()`` every 10 ms in a detached process until none of ``pids`` is
+    alive, or ``limit`` seconds have passed. Returns at once in the caller."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)  # the first child exits at once: no zombie in the worker
+        return
+    try:
+        if os.fork():  # the grandchild does the work, detached from the worker
+            os._exit(0)
+        os.setsid()
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # hold no socket of the server open
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+            try:
+                poke()
+            except OSError:
+                pass
+            time.sleep(POKE_EVERY)
+    finally:
+        os._exit(0)
+
+
+def touch(path: str) -> Callable[[], None]:
+    """A poke that writes a file in a folder the master monitors."""
+
+    def poke() -> None:
+        with open(path, "wb"):
+            pass
+
+    return poke
+
+
+def fifo_byte(path: str) -> Callable[[], None]:
+    """A poke that writes a byte the master FIFO ignores (it is no command)."""
+
+    def poke() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+
+    return poke
