@@ -117,6 +117,7 @@ def test_lazy_apps_each_worker_checks_once(tmp_path, uwsgi_server):
     bodies = {server.get()[1] for _ in range(20)}
     assert bodies == {"lazy-v2"}, server.explain(f"mixed bodies {bodies}")
     assert server.count(r"-> graceful reload") == 1, server.explain("one save, one reload")
+    assert "error managing signal" not in server.log(), server.explain("signal to a wrong worker")
 
 
 def test_lazy_apps_respawned_worker_adds_no_timer(tmp_path, uwsgi_server):
@@ -141,6 +142,7 @@ def test_lazy_apps_respawned_worker_adds_no_timer(tmp_path, uwsgi_server):
     server.wait_for_body("edited", timeout=10)
     assert server.count(r"-> graceful reload") == 1, server.explain("one save, one reload")
     assert "you have registered this signal" not in server.log(), server.explain("stale handler")
+    assert "error managing signal" not in server.log(), server.explain("signal to a wrong worker")
     assert ticks_before >= 1
 
 

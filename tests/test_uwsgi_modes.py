@@ -57,3 +57,21 @@ def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
     # later saves are still detected by the new workers
     write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
     server.wait_for_body("v3", timeout=15)
+
+
+def test_chain_mode_save_during_a_running_chain_is_not_lost(tmp_path, uwsgi_server):
+    """uWSGI ignores a chain request while a chain runs: the check must wait for it."""
+    write(tmp_path / "app.py", APP)
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server(
+        "wsgi-file = app.py\nlazy-apps = true\nmaster-fifo = master.fifo\n"
+        "forkbomb-delay = 0\nuwsgi-reload-mode = chain\nuwsgi-reload-delay = 0\n"
+    )
+    server.wait_for_log(READY)
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_log(r"chain reload starting")
+    write(tmp_path / "greeting.py", "TEXT = 'v3'\n")  # while workers are being replaced
+    server.wait_until(
+        lambda: {get(server.url)[1] for _ in range(10)} == {"v3"}, 20, "every worker on v3"
+    )
+    assert "error managing signal" not in server.log(), server.explain("signal to a wrong worker")

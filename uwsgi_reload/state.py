@@ -174,15 +174,20 @@ class History:
     def first_time(self, notice: str) -> bool:
         """True the first time ``notice`` is seen in the life of this server (so that a
         warning is logged once, not at every check, worker or reload)."""
+        fd = os.open(self.notices_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            with open(self.notices_path, encoding="utf-8", errors="surrogateescape") as f:
-                seen = json.load(f)
-        except (OSError, ValueError):
-            seen = []
-        if notice in seen:
-            return False
-        _write_json(self.notices_path, [*seen, notice])
-        return True
+            fcntl.flock(fd, fcntl.LOCK_EX)  # workers starting together ask at once
+            try:
+                with open(self.notices_path, encoding="utf-8", errors="surrogateescape") as f:
+                    seen = json.load(f)
+            except (OSError, ValueError):
+                seen = []
+            if notice in seen:
+                return False
+            _write_json(self.notices_path, [*seen, notice])
+            return True
+        finally:
+            os.close(fd)
 
 
 def _write_json(path: str, data: object) -> None:

@@ -21,7 +21,7 @@ from .detector import Detector
 from .extensions import Extension, discover
 from .snapshot import Changes
 
-LAZY_SIGNAL_BASE = 200  # lazy-apps: each worker registers its own signal, 200 + worker id
+LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
 
 
 def log(message: str) -> None:
@@ -151,17 +151,14 @@ class UwsgiReloader:
                 for folder in sorted(self.gate.events.watched()):
                     self._monitor(folder)
             return
-        # lazy-apps: we run in each worker after the fork. A signal registered in a
-        # worker can only run in that worker, and uWSGI never prunes its timer table,
-        # so each worker owns one signal and a respawned worker reuses it.
-        signum = LAZY_SIGNAL_BASE + wid
-        if signum > 255:
-            log(f"worker {wid}: no free signal number, this worker does not check")
-            return
-        known = uwsgi.signal_registered(signum)
-        uwsgi.register_signal(signum, f"worker{wid}", self.tick)
-        if not known:
-            uwsgi.add_timer(signum, self.config.period)
+        # lazy-apps: we run in each worker after the fork. Each worker has its own
+        # signal table, where it registers the same signal; the master routes the timer
+        # to any worker (its own table has no target), so one timer serves them all.
+        # uWSGI never prunes its timer table: respawned workers must not add another.
+        known = uwsgi.signal_registered(LAZY_SIGNAL)
+        uwsgi.register_signal(LAZY_SIGNAL, "", self.tick)
+        if not known and self.history.first_time(f"timer {uwsgi.started_on}"):
+            uwsgi.add_timer(LAZY_SIGNAL, self.config.period)
 
     def tick(self, signum: int = 0) -> None:
         """The timer handler: never raises into uWSGI."""
