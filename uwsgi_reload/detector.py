@@ -34,11 +34,16 @@ class Detector:
     def __init__(
         self,
         config: Config,
-        modules: Callable[[], Iterable] = lambda: list(sys.modules.values()),
+        modules: Callable[[], Iterable] | None = None,
         load_stats: Callable[[], dict[str, Stat]] = loadstats.recorded,
     ) -> None:
         self.config = config
         self.rules = sources.Rules(config.exclude, config.base_dir)
+        if modules is None:
+            modules = lambda: list(sys.modules.values())  # noqa: E731
+            self._modules_count: Callable[[], int] = lambda: len(sys.modules)
+        else:
+            self._modules_count = lambda: len(list(modules()))
         self._modules = modules if config.track_modules else (lambda: ())
         self._load_stats = load_stats
         self.baseline: dict[str, Stat] = {}
@@ -114,6 +119,10 @@ class Detector:
         walking includes: cheap enough for every check of the event backend."""
         return self._known | self._module_files()
 
+    def known_version(self) -> tuple[int, int]:
+        """Changes when :meth:`known_files` may have: more modules, more known files."""
+        return self._modules_count(), len(self._known)
+
     def tracked(self) -> set[str]:
         """Every path tracked right now (a path may currently be missing)."""
         return (self._module_files() | self._included() | self.extra) - self.ignored
@@ -168,10 +177,14 @@ class Detector:
         else:
             self.baseline[path] = stat
 
+    def is_trackable(self, path: str) -> bool:
+        """Not in the standard library, site-packages or an excluded place."""
+        return not (sources.in_system_dir(path) or self.rules.excludes(path))
+
     def learn_loaded(self, path: str, stat: Stat) -> None:
         """A process loaded ``path`` at ``stat``. If another process loaded another
         version, the processes serve different code: that is a change."""
-        if sources.in_system_dir(path) or self.rules.excludes(path):
+        if not self.is_trackable(path):
             return
         self._known.add(path)
         known = self.baseline.get(path)

@@ -48,6 +48,7 @@ class EventGate:
         self.checks = 0
         self.extra_roots: set[str] = set()  # more trees to watch (Django's template dirs)
         self._seen: set[str] = set()
+        self._version: tuple[int, int] | None = None
 
     def include_roots(self) -> set[str]:
         """Folders to watch recursively: included folders and the fixed part of globs."""
@@ -71,6 +72,10 @@ class EventGate:
     def watch_tracked(self) -> bool:
         """Watch the folders of every tracked file not yet watched; True if any was
         new (a file in it may have changed before its watch existed: scan)."""
+        version = self.detector.known_version()
+        if version == self._version:
+            return False
+        self._version = version
         files = self.detector.known_files()
         fresh = files - self._seen
         self._seen |= fresh

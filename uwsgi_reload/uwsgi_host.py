@@ -73,6 +73,7 @@ class UwsgiReloader:
         # its start time), and their new workers must not read the old "reloading"
         self.journal = state.Journal(folder, f"{uwsgi.started_on}-{self.history.count()}")
         self.fifo = config.fifo or next(iter(_opt_text("master-fifo")), "")
+        self.lazy = uwsgi.worker_id() > 0  # imported after the fork: lazy-apps
         self.announced = False  # once per generation, whichever worker checks first
         self.prepared = False  # once per process
         self.reloading = False
@@ -107,8 +108,11 @@ class UwsgiReloader:
             self.backend = f"poll ({self.backend})"
 
     def _on_load(self, path: str, stat: tuple) -> None:
-        # After the fork, other workers must learn of a module only this one imported.
-        if uwsgi.worker_id() > 0:
+        if not self.detector.is_trackable(path):
+            return
+        # After the fork, other workers must learn of a module only this one imported
+        # (under lazy-apps, every worker loads the app itself: only later imports).
+        if uwsgi.worker_id() > 0 and (self.prepared or not self.lazy):
             self.journal.record_loaded(path, stat)
         if self.gate is not None:
             self.gate.watch_file(path)
@@ -340,12 +344,21 @@ class UwsgiReloader:
         waker.spawn(poke, old_workers)
 
     def _chain_running(self) -> bool:
-        """A chain reload replaces the workers of the last one, one by one. The master
-        ignores a new "c" until it is done, so the check waits for it."""
+        """A chain reload replaces the workers of the last one, one by one, each only
+        after the one before it has loaded the app. The master ignores a new "c" until
+        it is done, so the check waits: while an old worker is left, or a new one has
+        not loaded its app yet (for at most CHAIN_LOAD_WAIT, as an app may fail)."""
         old = set(self.history.chain())
-        return bool(old & {w["pid"] for w in uwsgi.workers()})
+        if not old:
+            return False
+        now = time.time()
+        return any(
+            w["pid"] in old or (not w.get("apps") and now - w["last_spawn"] < CHAIN_LOAD_WAIT)
+            for w in uwsgi.workers()
+        )
 
 
+CHAIN_LOAD_WAIT = 30
 MONITORS = 48
 
 
