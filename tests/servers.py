@@ -178,3 +178,13 @@ def application(environ, start_response):
 def make_app(folder: Path, text: str = "v1") -> None:
     write(folder / "app.py", APP)
     write(folder / "greeting.py", f"TEXT = {text!r}\n")
+
+
+def serve_app(folder: Path, start: Callable[..., Server], body: str = "") -> Server:
+    """The common start of a test: the two-module app, uWSGI running it with reloading
+    on, its first check done and "v1" served."""
+    make_app(folder)
+    server = start("wsgi-file = app.py\n" + body)
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    return server

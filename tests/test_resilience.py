@@ -7,16 +7,13 @@ import threading
 import time
 
 import pytest
-from servers import APP, READY, get, make_app, write
+from servers import APP, READY, get, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
 
 def test_syntax_error_is_kept_out_then_the_fix_reloads(tmp_path, uwsgi_server):
-    make_app(tmp_path)
-    server = uwsgi_server("wsgi-file = app.py\n")
-    server.wait_for_log(READY)
-    server.wait_for_body("v1")
+    server = serve_app(tmp_path, uwsgi_server)
     write(tmp_path / "greeting.py", "TEXT = 'v2'\ndef broken(:\n")
     server.wait_for_log(r"not reloading, this file does not compile: .*greeting\.py:2: SyntaxError")
     time.sleep(2.5)  # two more checks must not repeat the line nor reload

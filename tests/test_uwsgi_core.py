@@ -6,16 +6,13 @@ import threading
 import time
 
 import pytest
-from servers import BACKEND, READY, get, make_app, write
+from servers import BACKEND, READY, get, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
 
 def test_edit_reloads_with_new_code(tmp_path, uwsgi_server):
-    make_app(tmp_path)
-    server = uwsgi_server("wsgi-file = app.py\n")
-    server.wait_for_log(READY)
-    server.wait_for_body("v1")
+    server = serve_app(tmp_path, uwsgi_server)
     write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
     took = server.wait_for_body("v2", timeout=10)
     line = server.wait_for_log(r"uwsgi_reload: modified .*greeting\.py -> graceful reload")
@@ -70,10 +67,7 @@ def test_module_imported_after_start_then_edited(tmp_path, uwsgi_server):
 
 
 def test_deleted_module_reloads_and_restoring_it_recovers(tmp_path, uwsgi_server):
-    make_app(tmp_path)
-    server = uwsgi_server("wsgi-file = app.py\n")
-    server.wait_for_log(READY)
-    server.wait_for_body("v1")
+    server = serve_app(tmp_path, uwsgi_server)
     (tmp_path / "greeting.py").unlink()
     server.wait_for_log(r"deleted .*greeting\.py -> graceful reload")
     server.wait_until(lambda: server.get()[0] == 500, 10, "no app after the module was deleted")
