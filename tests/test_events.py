@@ -101,3 +101,14 @@ def test_gate_fd_is_shared_with_a_forked_child(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert not gate.needs_scan()  # the child consumed the events
+
+
+def test_pending_tells_without_consuming(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    gate = gate_for(tmp_path, [module(app)])
+    gate.needs_scan()
+    assert not gate.pending()
+    app.write_text("x = 2\n")
+    assert gate.pending() and gate.pending()
+    assert gate.needs_scan() and not gate.pending()

@@ -11,6 +11,7 @@ Pure: no ``uwsgi`` import. The host decides when to call :meth:`EventGate.needs_
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Iterable
 
 from . import inotify, sources
@@ -85,6 +86,11 @@ class EventGate:
         new_roots = roots - self.events.watched()
         self.events.watch_dirs(new_roots, recursive=True)
         return bool(new or new_roots)
+
+    def pending(self) -> bool:
+        """True when events wait in the queue (without reading them)."""
+        readable, _, _ = select.select([self.events.fd], [], [], 0)
+        return bool(readable)
 
     def needs_scan(self) -> bool:
         """Read the pending events (consuming them for every process sharing the fd)."""

@@ -170,6 +170,12 @@ class UwsgiReloader:
             with self.journal.exclusive() as mine:
                 if mine and not self.reloading:
                     self._check()
+                # A check in another worker, woken by the same save, found the lock
+                # taken and returned: events that came during this check are ours.
+                for _ in range(3):
+                    if not (mine and self.gate and not self.reloading and self.gate.pending()):
+                        break
+                    self._check()
         except Exception:
             log("internal error in the check (reported; the next check runs as usual):")
             log(traceback.format_exc())
