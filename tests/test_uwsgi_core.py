@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from servers import BACKEND, READY, get, make_app, serve_app, write
+from servers import BACKEND, READY, get_idempotent, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
@@ -146,12 +146,15 @@ def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
     server.wait_for_log(READY)
     server.wait_for_body("v1")
     results: list[tuple[int, str]] = []
+    retries: list[int] = []
     stop = threading.Event()
 
     def hammer() -> None:
         deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
-            results.append(get(server.url + "/", timeout=10))
+            status, body, retried = get_idempotent(server.url + "/", timeout=10)
+            results.append((status, body))
+            retries.append(retried)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
@@ -166,7 +169,10 @@ def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
         for thread in threads:
             thread.join()
     failed = [r for r in results if r[0] != 200]
-    print(f"3 graceful reloads under 4 request loops: {len(results)} served, {len(failed)} failed")
+    print(
+        f"3 graceful reloads under 4 request loops: {len(results)} served, {len(failed)} "
+        f"failed, {sum(retries)} retried after a reset before any response byte"
+    )
     assert len(results) > 50, server.explain(f"only {len(results)} requests made")
     assert not failed, server.explain(f"{len(failed)} of {len(results)} failed: {failed[:3]}")
     assert server.count(r"-> graceful reload") == 3
