@@ -66,7 +66,7 @@ class Detector:
             path = cache.get(key, False)
             if path is False:
                 path = sources.module_file(module)
-                if path and (sources.in_system_dir(path) or self.rules.excludes(path)):
+                if path and not self.is_trackable(path):
                     path = None
                 cache[key] = path
             if path:
@@ -109,9 +109,7 @@ class Detector:
             self._limit_reached,
         )
         for provider in self.providers:
-            files.update(
-                p for p in provider() if not sources.in_system_dir(p) and not self.rules.excludes(p)
-            )
+            files.update(p for p in provider() if self.is_trackable(p))
         return files
 
     def known_files(self) -> set[str]:
@@ -139,7 +137,7 @@ class Detector:
         file written after the detector started counts as changed at the next check."""
         for path in paths:
             path = sources.absolute(path, self.config.base_dir)
-            if path in self.extra or sources.in_system_dir(path) or self.rules.excludes(path):
+            if path in self.extra or not self.is_trackable(path):
                 continue
             self.extra.add(path)
             self._known.add(path)

@@ -66,9 +66,8 @@ class EventGate:
         return roots | self.extra_roots
 
     def watch_file(self, path: str) -> None:
-        """Watch the folder of one file (a module just loaded)."""
-        if not sources.in_system_dir(path) and not self.detector.rules.excludes(path):
-            self.events.watch_dirs([os.path.dirname(path)])
+        """Watch the folder of one trackable file (a module just loaded)."""
+        self.events.watch_dirs([os.path.dirname(path)])
 
     def watch_tracked(self) -> bool:
         """Watch the folders of every tracked file not yet watched; True if any was
