@@ -215,15 +215,15 @@ def test_queue_overflow_asks_for_a_rescan(tmp_path, ino):
 def test_fd_made_before_fork_is_readable_by_the_child(tmp_path, ino):
     ino.watch_dirs([str(tmp_path)], recursive=True)
     target = str(tmp_path / "app.py")
-    ready_r, ready_w = os.pipe()
+    saved_r, saved_w = os.pipe()
     result_r, result_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: a uWSGI worker running the check
         code = 1
         try:
-            os.close(ready_r)
+            os.close(saved_w)
             os.close(result_r)
-            os.write(ready_w, b"1")
+            os.read(saved_r, 1)  # the save is complete: all its events are queued
             readable, _, _ = select.select([ino.fd], [], [], 10)
             seen = ino.read() if readable else set()
             (tmp_path / "sub").mkdir()  # a watch only the child knows
@@ -232,10 +232,11 @@ def test_fd_made_before_fork_is_readable_by_the_child(tmp_path, ino):
             code = 0
         finally:
             os._exit(code)
-    os.close(ready_w)
+    os.close(saved_r)
     os.close(result_w)
-    assert os.read(ready_r, 1) == b"1"
     write(tmp_path / "app.py")
+    os.write(saved_w, b"1")
+    os.close(saved_w)
     with os.fdopen(result_r) as f:
         child_saw = f.read()
     assert os.waitpid(pid, 0)[1] == 0
