@@ -182,6 +182,7 @@ class GunicornReloader:
 
     def start(self) -> None:
         self.journal.clear_old()
+        state.remove_dead_instances(self.journal.folder)
         loadstats.install(self._on_load)
         entry = entrypoints.module_path(getattr(self.server.app, "app_uri", None) or "", sys.path)
         if entry and not self._ignored(entry):

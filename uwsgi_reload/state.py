@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +33,33 @@ def instance_dir(server_pid: int, root: str | None = None) -> str:
     path = os.path.join(root, f"{server_pid}-{_start_time(server_pid)}")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+def remove_dead_instances(folder: str) -> list[str]:
+    """Remove the folders beside ``folder`` whose server is gone (its pid no longer
+    runs, or runs another program started at another time). Returns what was removed."""
+    root = os.path.dirname(folder)
+    removed = []
+    for name in os.listdir(root):
+        pid, _, started = name.partition("-")
+        if not (pid.isdigit() and started) or os.path.join(root, name) == folder:
+            continue
+        if not _runs(int(pid), started):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _runs(pid: int, started: str) -> bool:
+    if started != "0":
+        return _start_time(pid) == started
+    try:  # no /proc: the start time was not known, the pid is all there is
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _start_time(pid: int) -> str:

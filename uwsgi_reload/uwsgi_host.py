@@ -93,6 +93,7 @@ class UwsgiReloader:
     def start(self) -> None:
         if uwsgi.worker_id() == 0:
             self.journal.clear_old()
+            state.remove_dead_instances(self.journal.folder)
         loadstats.install(self._on_load)
         self.detector.start()
         self._open_events()
