@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,17 @@ def test_watch_pidfile_errors(capsys, tmp_path):
     assert status == 2 and f"no process {gone.pid} (from pidfile {pidfile})" in err
 
 
+def test_watch_waits_for_the_server_then_gives_up(capsys, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    started = time.monotonic()
+    status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile), "--wait", "0.3")
+    assert time.monotonic() - started >= 0.3
+    assert status == 2 and f"waiting up to 0.3s for the server: pidfile {pidfile}" in err
+    assert "is the server running" in err and "(waited 0.3s)" in err
+    status, err = run_watch(capsys, "--exec", "true", "--wait", "soon")
+    assert status == 2 and "'soon' is not allowed: expected a number of seconds from 0" in err
+
+
 def test_watch_fifo_errors(capsys, tmp_path):
     fifo = tmp_path / "master.fifo"
     status, err = run_watch(capsys, str(tmp_path), "--fifo", str(fifo))
@@ -352,6 +364,20 @@ def test_watch_reloads_uwsgi_through_its_pidfile(tmp_path, processes):
     watcher.wait_for_log(r"modified \S*greeting\.py -> send SIGHUP to the pid in ")
     watcher.wait_for_log(rf"sent SIGHUP to {server.proc.pid}")
     assert server.count(r"binary reloading uWSGI") == 1, server.explain("expected one reload")
+
+
+@pytest.mark.integration
+def test_watch_started_before_the_server_waits_for_it(tmp_path, processes):
+    make_app(tmp_path)
+    command = [str(BIN / "uwsgi-reload"), "watch", "--pidfile", "uwsgi.pid", "--wait", "60"]
+    watcher = processes([*command, "--period", "0.2", "--delay", "0.1"], tmp_path)
+    watcher.wait_for_log(r"waiting up to 60s for the server: pidfile \S*uwsgi\.pid does not exist")
+    server = start_plain_uwsgi(processes, tmp_path, "pidfile = uwsgi.pid\n")
+    watcher.wait_for_log(r"the server is there")
+    watcher.wait_for_log(r"uwsgi_reload: watching \d+ files")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_body("v2", timeout=10)
+    watcher.wait_for_log(rf"sent SIGHUP to {server.proc.pid}")
 
 
 @pytest.mark.integration

@@ -77,6 +77,18 @@ def _period(text: str) -> float:
     return value
 
 
+def _wait(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed: expected a number of seconds from 0 to 86400, such as 30"
+        )
+    return value
+
+
 def _flag_spelling(problem: str, flags: Mapping[str, str]) -> str:
     """A config message names ini keys; on the command line name the flag instead."""
     return re.sub(
@@ -136,10 +148,10 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     config = dataclasses.replace(
         config, exclude=(*config.exclude, *(os.path.abspath(p) for p in own))
     )
-    try:
-        action.check()
-    except ActionError as error:
-        _log(f"ERROR: {error}")
+    stop = stop or _stop_on_signals()
+    problem = _wait_until_usable(action, args.wait, stop)
+    if problem:
+        _log(f"ERROR: {problem}")
         return EXIT_USAGE
     detector = Detector(config)
     detector.start()
@@ -163,10 +175,31 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
         except ActionError as error:
             _log(f"ERROR: {error}; watching on, the next change tries again")
 
-    stop = stop or _stop_on_signals()
     Watcher(detector, act, _log).run(stop, args.period)
     _log("stopped")
     return 0
+
+
+def _wait_until_usable(action: Action, wait: float, stop: threading.Event) -> str:
+    """Check the action until it works, for at most ``wait`` seconds (a server started
+    beside the watcher may not have written its pidfile or opened its FIFO yet).
+    Returns the last problem, or "" when the action is usable."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            action.check()
+            if told:
+                _log("the server is there")
+            return ""
+        except ActionError as error:
+            problem = str(error)
+        if time.monotonic() >= deadline or stop.is_set():
+            return problem + (f" (waited {wait:g}s)" if wait else "")
+        if not told:
+            _log(f"waiting up to {wait:g}s for the server: {problem}")
+            told = True
+        stop.wait(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def _stop_on_signals() -> threading.Event:
@@ -349,6 +382,14 @@ def parser() -> argparse.ArgumentParser:
         choices=list("rRcw"),
         help="r graceful reload (default), R brutal reload, c chain reload (needs "
         "lazy-apps), w reload the workers only (new code only with lazy-apps)",
+    )
+    w.add_argument(
+        "--wait",
+        type=_wait,
+        default=0.0,
+        metavar="S",
+        help="at start, wait up to S seconds for the pidfile, process or FIFO to be "
+        "there (for a server started at the same time; default: 0, fail at once)",
     )
     tuning = w.add_argument_group("detection")
     tuning.add_argument(
