@@ -271,3 +271,33 @@ def test_broken_urls_then_fixed_recovers(project, uwsgi_server):
     server.wait_for_log(r"NameError: name 'undefined_name' is not defined")
     write(urls, URLS)
     server.wait_for_body("template-v1", timeout=15)
+
+
+def test_gunicorn_reloads_on_template_and_mo_changes(project):
+    """gunicorn's arbiter never imports Django: the workers report the folders Django
+    watches, and a change there reloads (every worker then has a fresh template cache)."""
+    from test_gunicorn import start_gunicorn
+
+    env = {"DJANGO_SETTINGS_MODULE": "mysite.settings"}
+    server = start_gunicorn(project, "mysite.wsgi:application", app=None, env=env)
+    try:
+        server.wait_for_log(r"uwsgi_reload: reloading on: mode graceful \(HUP\)")
+        assert_all(server, both_workers(server), "template-v1")
+        template = project / TEMPLATE
+        write(template, template.read_text().replace("template-v1", "template-v2"))
+        server.wait_until(
+            lambda: all("template-v2" in b for b in both_workers(server).values()),
+            15,
+            "template-v2 from both workers",
+        )
+        server.wait_for_log(r"modified \S*pages/home\.html -> graceful reload \(HUP\)")
+        (project / MO).write_bytes(mo_file({"Hello": "Bonjour-v2"}))
+        server.wait_until(
+            lambda: all("Bonjour-v2" in b for b in both_workers(server).values()),
+            15,
+            "Bonjour-v2 from both workers",
+        )
+        server.wait_for_log(r"modified \S*django\.mo -> graceful reload \(HUP\)")
+        assert server.count(r"-> graceful reload") == 2, server.explain("expected 2 reloads")
+    finally:
+        server.stop()

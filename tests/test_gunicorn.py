@@ -38,7 +38,9 @@ def make_app(folder: Path, text: str = "v1") -> None:
     write(folder / "greeting.py", f"TEXT = {text!r}\n")
 
 
-def start_gunicorn(cwd: Path, *extra: str, env: dict | None = None) -> Server:
+def start_gunicorn(
+    cwd: Path, *extra: str, env: dict | None = None, app: str | None = "app:app"
+) -> Server:
     port = free_port()
     argv = [
         str(BIN / "gunicorn"),
@@ -50,7 +52,7 @@ def start_gunicorn(cwd: Path, *extra: str, env: dict | None = None) -> Server:
         f"127.0.0.1:{port}",
         *NO_CONTROL_SOCKET,
         *extra,
-        "app:app",
+        *([app] if app else []),
     ]
     return Server(argv, cwd, port, {"UWSGI_RELOAD_DELAY": "0.1", **(env or {})})
 

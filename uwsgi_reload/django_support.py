@@ -32,6 +32,15 @@ def extension() -> DjangoExtension | None:
     return DjangoExtension()
 
 
+def files_matching(files: list[str], globs: list[tuple[str, str]]) -> list[str]:
+    """``files``, then the files matching each (folder, glob) now. Globbed at each call,
+    as Django's own loop does: a new file in a watched folder must show up."""
+    found = list(files)
+    for directory, pattern in globs:
+        found.extend(str(path) for path in Path(directory).glob(pattern))
+    return found
+
+
 class DjangoExtension:
     name = "django"
 
@@ -54,16 +63,21 @@ class DjangoExtension:
         # ("**/*.mo"), and whatever third-party apps hook in.
         autoreload.autoreload_started.send(sender=self.reloader)
 
+    def watched(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """What apps asked Django's reloader to watch besides modules: extra files, and
+        (folder, glob) pairs. Plain data, for a host whose checks run in another process
+        (gunicorn's arbiter)."""
+        globs = [
+            (str(directory), pattern)
+            for directory, patterns in self.reloader.directory_globs.items()
+            for pattern in sorted(patterns)
+        ]
+        return [str(path) for path in self.reloader.extra_files], globs
+
     def files(self) -> list[str]:
         """What ``reloader.watched_files()`` yields after the module files, which the host
-        tracks already (and which cost a sort of ``sys.modules`` per call): the extra
-        files, then the files matching the watched globs now. Globbed at each call, as
-        Django's own loop does: a new file in a watched folder must show up."""
-        found = [str(path) for path in self.reloader.extra_files]
-        for directory, patterns in self.reloader.directory_globs.items():
-            for pattern in patterns:
-                found.extend(str(path) for path in directory.glob(pattern))
-        return found
+        tracks already (and which cost a sort of ``sys.modules`` per call)."""
+        return files_matching(*self.watched())
 
     def folders(self) -> list[str]:
         """The folders apps asked to watch (for the event backend, which watches them

@@ -19,6 +19,10 @@ class Extension(Protocol):
         """Extra files to track (absolute paths), asked at every check."""
         ...
 
+    def watched(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """The same as :meth:`files` as data: files, and (folder, glob) pairs."""
+        ...
+
     def handle(self, paths: list[str]) -> set[str]:
         """Apply the changes to ``paths`` in this process where the framework can do so
         without a restart; return the paths so handled. Called in every worker."""

@@ -35,7 +35,9 @@ main loop, which reaps and forks workers at the same time.) A file that does not
 compile keeps the current workers serving and is logged once per change; a worker
 whose app fails to import for another reason serves the traceback as a 500 instead
 of stopping gunicorn, and the files the error named are tracked, so saving the fix
-reloads.
+reloads. With Django, each worker also reports, once its app has loaded, the folders
+Django's reloader would watch (templates, translations): a change there reloads, as
+no signal reaches every gunicorn worker to apply it in place.
 
 ``preload_app``: the arbiter then holds the app's code and forks every new worker
 from it, so no HUP can bring new code. uwsgi_reload refuses to start with it, with a
@@ -55,7 +57,7 @@ from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
-from . import entrypoints, loadstats, snapshot, sources, state
+from . import django_support, entrypoints, extensions, loadstats, snapshot, sources, state
 from .actions import CHANGED_ENV
 from .config import MODES, PREFIX, Config, ConfigError, check_uwsgi_options, describe, parse_config
 from .detector import Detector
@@ -173,6 +175,9 @@ class GunicornReloader:
         self.announced = False
         self.journal_failed = False
         self.stop = threading.Event()
+        self.framework_files: set[str] = set()
+        self.framework_globs: set[tuple[str, str]] = set()
+        self.framework_watched = False  # the provider is added once, then reads the sets
 
     def _info(self, message: str) -> None:
         self.server.log.info("uwsgi_reload: %s", message)
@@ -227,14 +232,31 @@ class GunicornReloader:
 
         def wsgi() -> Callable:
             try:
-                return load()
+                loaded = load()
             except Exception as error:
                 if os.getpid() == self.pid:
                     raise
                 return self._failed_app(error)
+            if os.getpid() != self.pid:
+                self._report_framework_files()
+            return loaded
 
         wsgi.uwsgi_reload = True  # type: ignore[attr-defined]
         app.wsgi = wsgi
+
+    def _report_framework_files(self) -> None:
+        """Tell the arbiter what the app's framework watches besides modules (Django:
+        template and locale folders). A change there reloads: gunicorn cannot make every
+        worker apply it the way Django's own reloader does in its one process."""
+        try:
+            for extension in extensions.discover():
+                files, globs = extension.watched()
+                self.journal.record(watch={"files": files, "globs": globs})
+        except Exception:
+            self._warn(
+                "internal error while asking the framework what it watches (the app serves "
+                "on; template and translation changes may not reload):\n" + traceback.format_exc()
+            )
 
     def _failed_app(self, error: BaseException) -> Callable:
         text = "".join(traceback.format_exception(error))
@@ -267,6 +289,8 @@ class GunicornReloader:
             if "loaded" in record:
                 path, stat = record["loaded"]
                 self.detector.learn_loaded(path, tuple(stat))
+            if "watch" in record:
+                self._watch_framework_files(record["watch"])
             for path, stat in record.get("failed", {}).items():
                 if path not in self.detector.baseline and path not in self.detector.extra:
                     self.detector.extra.add(path)
@@ -286,6 +310,28 @@ class GunicornReloader:
                     "gunicorn's own reloader (--reload) is on too: turn it off, or each save "
                     "restarts the workers twice and a failing import stops gunicorn"
                 )
+
+    def _watch_framework_files(self, watch: dict) -> None:
+        files = set(watch["files"]) - self.framework_files
+        globs = {tuple(pair) for pair in watch["globs"]} - self.framework_globs
+        if not files and not globs:
+            return  # every worker, at every start, reports the same
+        self.framework_files |= files
+        self.framework_globs |= globs
+        if not self.framework_watched:
+            self.framework_watched = True
+            # what it names now is the baseline
+            self.detector.add_provider(
+                lambda: django_support.files_matching(
+                    sorted(self.framework_files), sorted(self.framework_globs)
+                )
+            )
+            return
+        # folders reported later (an app added since): what is in them is no change
+        found = django_support.files_matching(sorted(files), sorted(globs))
+        unknown = [p for p in found if p not in self.detector.baseline]
+        for path, stat in snapshot.take(unknown).items():
+            self.detector.learn(path, stat)
 
     def _reload(self, changes: Changes) -> None:
         self._info(f"{changes.describe()} -> graceful reload (HUP)")
