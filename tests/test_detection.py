@@ -87,6 +87,12 @@ def test_module_files_maps_pyc_and_skips_stdlib_and_builtins(tmp_path):
     assert files == {str(tmp_path / "mine.py")}
 
 
+def test_our_own_modules_are_not_the_apps_even_installed_editable():
+    ours = sources.Rules(base_dir="/")
+    assert sources.module_files([sources, syntax], ours) == set()
+    assert sources.in_system_dir(sources.__file__)
+
+
 def test_expand_includes_file_folder_and_glob(tmp_path):
     touch(tmp_path / "a.txt")
     touch(tmp_path / "t" / "x.html")

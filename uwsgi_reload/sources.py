@@ -144,8 +144,9 @@ def absolute(path: str, base_dir: str) -> str:
 
 @lru_cache(maxsize=1)
 def system_dirs() -> tuple[str, ...]:
-    """Where the standard library and installed packages live: code a developer does
-    not edit while the server runs. Tracked only when included explicitly."""
+    """Where the standard library and installed packages live (and uwsgi_reload): code
+    a developer does not edit while the server runs. Tracked only when included
+    explicitly."""
     dirs = set()
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         path = sysconfig.get_paths().get(name)
@@ -157,6 +158,7 @@ def system_dirs() -> tuple[str, ...]:
         dirs.add(site.getusersitepackages())
     if sys.prefix != sys.base_prefix:  # a virtualenv holds nothing of the project's
         dirs.add(sys.prefix)
+    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # our own, even installed editable
     return tuple(sorted({os.path.realpath(d) for d in dirs} | {os.path.abspath(d) for d in dirs}))
 
 
