@@ -120,6 +120,19 @@ class Server:
                 raise AssertionError(self.explain(f"timed out after {timeout}s waiting for {what}"))
             time.sleep(0.05)
 
+    def holds(self, predicate: Callable[[], bool], seconds: float, what: str) -> None:
+        """Check ``predicate`` for ``seconds`` (a few periods: something must *not*
+        happen, such as a second reload); fail as soon as it is false."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not predicate():
+                raise AssertionError(self.explain(f"no longer true: {what}"))
+            if self.proc.poll() is not None:
+                raise AssertionError(self.explain(f"server exited ({self.proc.returncode})"))
+            time.sleep(0.05)
+        if not predicate():
+            raise AssertionError(self.explain(f"no longer true: {what}"))
+
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.log()))
 

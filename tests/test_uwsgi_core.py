@@ -29,11 +29,9 @@ def test_start_line_names_period_files_and_mode(tmp_path, uwsgi_server):
     assert "mode graceful" in line and "period 2s" in line, line
     expected = "backend poll" if BACKEND == "poll" else "backend inotify"
     assert expected in line, line
-    # app.py and greeting.py; uwsgi_reload itself when installed editable
     tracked = int(line.split("tracking ")[1].split()[0])
-    assert tracked >= 2, line
-    time.sleep(2.5)  # two more checks: the line is written once, not per check
-    assert server.count(READY) == 1, server.explain("start line repeated")
+    assert tracked == 2, line  # app.py and greeting.py (never uwsgi_reload's own files)
+    server.holds(lambda: server.count(READY) == 1, 2.5, "one start line over two more checks")
 
 
 def test_save_before_first_check_is_not_missed(tmp_path, uwsgi_server):
@@ -42,8 +40,9 @@ def test_save_before_first_check_is_not_missed(tmp_path, uwsgi_server):
     server = uwsgi_server("wsgi-file = app.py\n", period=3)
     # the app is loaded before uWSGI says "spawned uWSGI worker"; the first check is 3 s later
     server.wait_for_log(r"spawned uWSGI worker 2")
-    write(tmp_path / "greeting.py", "TEXT = 'saved-early'\n")
+    # (on inotify the save itself wakes the first check: it must still see the change)
     assert server.count(READY) == 0, server.explain("first check came too early for this test")
+    write(tmp_path / "greeting.py", "TEXT = 'saved-early'\n")
     server.wait_for_body("saved-early", timeout=12)
 
 
@@ -60,6 +59,8 @@ def test_module_imported_after_start_then_edited(tmp_path, uwsgi_server):
     server = uwsgi_server("wsgi-file = app.py\n")
     server.wait_for_log(READY)
     server.wait_for_body("late-v1")  # one worker imports `late` now, after the fork
+    # A same-size rewrite within the file system's timestamp tick (a few ms) would keep
+    # mtime, size and inode: no stat-based detector can see it. An editor is slower.
     time.sleep(0.05)
     write(tmp_path / "late.py", "TEXT = 'late-v2'\n")
     server.wait_for_body("late-v2", timeout=10)
@@ -88,8 +89,7 @@ def test_include_folder_glob_new_and_deleted_files(tmp_path, uwsgi_server):
     write(tmp_path / "templates" / "drafts" / "wip.html", "draft")  # excluded
     write(tmp_path / "conf" / "notes.txt", "not a toml")  # does not match the glob
     write(tmp_path / "app.log", "log line")  # logs are never tracked
-    time.sleep(2.5)
-    assert server.count(r"-> graceful reload") == 0, server.explain("excluded file reloaded")
+    server.holds(lambda: server.count(r"-> graceful") == 0, 2.5, "no reload for untracked files")
     write(tmp_path / "templates" / "b.html", "<p>b</p>")  # new file in an included folder
     server.wait_for_log(r"added .*templates/b\.html -> graceful reload")
     server.wait_for_log(READY, count=2)

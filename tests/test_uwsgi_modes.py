@@ -36,13 +36,14 @@ def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
+        server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
         write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
         server.wait_for_log(rf"modified .*greeting\.py -> {mode} reload")
         server.wait_until(
             lambda: {get(server.url)[1] for _ in range(10)} == {"v2"}, 15, "every worker on v2"
         )
-        time.sleep(0.5)
+        served = len(results)
+        server.wait_until(lambda: len(results) >= served + 20, 10, "20 requests after it")
     finally:
         stop.set()
         for thread in threads:
