@@ -340,6 +340,10 @@ class UwsgiReloader:
         self.reloading = True
         self.journal.record(reloading=changes.paths)
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
+        # Before the reload: the master's stop signal ends this worker at once when it
+        # is between requests, which it is while running this handler.
+        poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
+        waker.spawn(poke, old_workers)
         if self.config.mode == "chain":
             # one worker at a time, master untouched; needs lazy-apps (checked at start)
             # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
@@ -347,8 +351,6 @@ class UwsgiReloader:
             write_fifo(self.fifo, b"c")
         else:
             uwsgi.reload()
-        poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
-        waker.spawn(poke, old_workers)
 
     def _chain_running(self) -> bool:
         """A chain reload replaces the workers of the last one, one by one, each only
