@@ -65,28 +65,22 @@ def _signal(text: str) -> signal.Signals:
         ) from None
 
 
-def _period(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed: expected a number of seconds from 0.05 to 3600, such as 1"
-        )
-    return value
+def _seconds(low: float, high: float, example: str) -> Callable[[str], float]:
+    """An argparse type: a number of seconds from ``low`` to ``high``."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not allowed: expected a number of seconds from {low:g} to "
+                f"{high:g}, such as {example}"
+            )
+        return value
 
-def _wait(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed: expected a number of seconds from 0 to 86400, such as 30"
-        )
-    return value
+    return parse
 
 
 def _flag_spelling(problem: str, flags: Mapping[str, str]) -> str:
@@ -385,7 +379,7 @@ def parser() -> argparse.ArgumentParser:
     )
     w.add_argument(
         "--wait",
-        type=_wait,
+        type=_seconds(0, 86400, "30"),
         default=0.0,
         metavar="S",
         help="at start, wait up to S seconds for the pidfile, process or FIFO to be "
@@ -394,7 +388,7 @@ def parser() -> argparse.ArgumentParser:
     tuning = w.add_argument_group("detection")
     tuning.add_argument(
         "--period",
-        type=_period,
+        type=_seconds(0.05, 3600, "1"),
         default=1.0,
         metavar="S",
         help="seconds between checks (default: 1)",

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from .snapshot import Stat
+from .waker import alive
 
 
 def instance_dir(server_pid: int, root: str | None = None) -> str:
@@ -53,13 +54,7 @@ def remove_dead_instances(folder: str) -> list[str]:
 def _runs(pid: int, started: str) -> bool:
     if started != "0":
         return _start_time(pid) == started
-    try:  # no /proc: the start time was not known, the pid is all there is
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return alive(pid)  # no /proc: the start time was not known, the pid is all there is
 
 
 def _start_time(pid: int) -> str:
