@@ -14,6 +14,7 @@ import subprocess
 import time
 from typing import Protocol
 
+from . import masterfifo
 from .snapshot import Changes
 
 
@@ -89,21 +90,20 @@ class WriteFifo:
     def _open(self) -> int:
         hint = f"is uWSGI running with `master-fifo = {self.path}`?"
         try:
-            mode = os.stat(self.path).st_mode
-        except FileNotFoundError:
-            raise ActionError(f"FIFO {self.path} does not exist: {hint}") from None
-        if not stat.S_ISFIFO(mode):
+            fd = masterfifo.open_for_writing(self.path)
+        except OSError as error:
+            if error.errno == errno.ENOENT:
+                raise ActionError(f"FIFO {self.path} does not exist: {hint}") from None
+            if error.errno == errno.ENXIO:
+                raise ActionError(f"nobody reads the FIFO {self.path}: {hint}") from None
+            raise ActionError(f"cannot open the FIFO {self.path}: {error.strerror}") from None
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.close(fd)
             raise ActionError(
                 f"{self.path} is not a FIFO: uWSGI creates one there with "
                 f"`master-fifo = {self.path}`"
             )
-        try:
-            # O_NONBLOCK: fail at once (ENXIO) instead of hanging when nobody reads
-            return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as error:
-            if error.errno == errno.ENXIO:
-                raise ActionError(f"nobody reads the FIFO {self.path}: {hint}") from None
-            raise ActionError(f"cannot open the FIFO {self.path}: {error.strerror}") from None
+        return fd
 
     def check(self) -> None:
         os.close(self._open())

@@ -15,7 +15,17 @@ import traceback
 
 import uwsgi
 
-from . import entrypoints, events, loadstats, loopguard, snapshot, state, syntax, waker
+from . import (
+    entrypoints,
+    events,
+    loadstats,
+    loopguard,
+    masterfifo,
+    snapshot,
+    state,
+    syntax,
+    waker,
+)
 from .config import IMPORT_OPTIONS, PREFIX, Config, ConfigError, describe, load_uwsgi_config
 from .detector import Detector
 from .extensions import Extension, discover
@@ -348,7 +358,7 @@ class UwsgiReloader:
             # one worker at a time, master untouched; needs lazy-apps (checked at start)
             # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
             self.history.set_chain(old_workers)
-            write_fifo(self.fifo, b"c")
+            masterfifo.write(self.fifo, b"c")
         else:
             uwsgi.reload()
 
@@ -373,15 +383,6 @@ MONITORS = 48
 
 def _ignore(signum: int) -> None:
     """The wake-up signal only gives the master's loop an event; nobody handles it."""
-
-
-def write_fifo(path: str, command: bytes) -> None:
-    """Write one command to the uWSGI master FIFO; fails at once if nobody reads it."""
-    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        os.write(fd, command)
-    finally:
-        os.close(fd)
 
 
 def activate() -> None:

@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 
+from . import masterfifo
+
 POKE_EVERY = 0.01
 
 
@@ -62,13 +64,18 @@ def touch(path: str) -> Callable[[], None]:
 
 
 def fifo_byte(path: str) -> Callable[[], None]:
-    """A poke that writes a byte the master FIFO ignores (it is no command)."""
+    """A poke that writes a byte the master FIFO ignores (it is no command). The FIFO
+    stays open between pokes: the master re-creates it each time its last writer
+    closes it, and a command written by someone else must not meet that moment."""
+    fds: list[int] = []
 
     def poke() -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        if not fds:
+            fds.append(masterfifo.open_for_writing(path, retry_for=0))
         try:
-            os.write(fd, b"x")
-        finally:
-            os.close(fd)
+            os.write(fds[0], b"x")
+        except OSError:
+            os.close(fds.pop())  # the master went away or re-created it: open again
+            raise
 
     return poke
