@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uwsgi_reload import entrypoints, sources, syntax
@@ -252,6 +253,57 @@ def test_provider_files_are_baselined_when_added(tmp_path):
     assert not detector.check()
     touch(template, "new template content")
     assert detector.check().modified == {str(template)}
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["write", "delete", "folder", "import", "learn", "failure", "accept", "check"]
+        ),
+        st.integers(0, 4),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations)
+def test_idle_checks_find_what_full_checks_find(ops):
+    """The shortcut of idle checks (stat the last check's files again) against a
+    detector that always rebuilds the tracked set, through any mix of saves, deletions,
+    folders in place of files, imports, learned stats, failure files and accepts."""
+    with tempfile.TemporaryDirectory() as folder:
+        files = [Path(folder) / f"m{i}.py" for i in range(5)]
+        for path in files[:3]:
+            touch(path)
+        modules = [module(files[0])]
+        fast, full = (detector_for(Path(folder), modules) for _ in range(2))
+        fast.rebuild_every = 1_000_000
+        full.rebuild_every = 1
+        for detector in (fast, full):
+            detector.start()
+        for step, (op, i) in enumerate(ops):
+            path = files[i]
+            if op == "write":
+                if path.is_dir():
+                    path.rmdir()
+                touch(path, "x" * step)
+            elif op == "delete" and path.is_file():
+                path.unlink()
+            elif op == "folder" and not path.is_dir():
+                path.unlink(missing_ok=True)
+                path.mkdir()
+            elif op == "import" and all(m.__file__ != str(path) for m in modules):
+                modules.append(module(path))
+            for detector in (fast, full):
+                if op == "learn":
+                    detector.learn(str(path), stat_file(str(path)))
+                elif op == "failure":
+                    detector.track_failure_files([str(path)])
+                elif op == "accept":
+                    detector.accept(detector.current())
+            if op == "check" or step == len(ops) - 1:
+                assert fast.check() == full.check(), (step, op, i)
 
 
 # --- settle -----------------------------------------------------------------

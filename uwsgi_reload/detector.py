@@ -20,6 +20,10 @@ INCLUDE_LIMIT = 20_000
 # A baseline no file can have: the processes loaded different versions of the file.
 MIXED: Stat = (0, -1, 0)
 
+# An idle check stats the files of the last full check when nothing that decides the
+# tracked set has changed since; every REBUILD_EVERY-th check is a full one anyway.
+REBUILD_EVERY = 30
+
 
 class Detector:
     """Tracks module files and include patterns against a baseline.
@@ -55,6 +59,11 @@ class Detector:
         self.providers: list[Callable[[], Iterable[str]]] = []
         self.ignored: set[str] = set()  # dropped by the loop guard
         self.notices: list[str] = []  # for the host to log (once each)
+        self._edits = 0  # bumped whenever the tracked set or the baseline's paths change
+        self._checks = 0
+        self.rebuild_every = REBUILD_EVERY
+        self._scanned_key: tuple[int, int, int] | None = None
+        self._scanned: tuple[str, ...] = ()  # what the last full check statted
 
     def _module_files(self) -> set[str]:
         files = set()
@@ -77,6 +86,7 @@ class Detector:
         """Track the files ``provider()`` names at each check from now on; the ones it
         names now get a baseline (a file it names later is an addition)."""
         self.providers.append(provider)
+        self._edits += 1
         files = self._included() - self._known
         self._known |= files
         for path, stat in snapshot.take(files).items():
@@ -88,6 +98,7 @@ class Detector:
     def ignore(self, paths: Iterable[str]) -> None:
         """Stop tracking ``paths`` (the loop guard found the app writes them itself)."""
         self.ignored.update(paths)
+        self._edits += 1
         for path in self.ignored:
             self.baseline.pop(path, None)
 
@@ -131,10 +142,12 @@ class Detector:
         loaded = self._load_stats()
         self.baseline.update((p, loaded[p]) for p in self.baseline.keys() & loaded.keys())
         self._known = set(self.baseline)
+        self._edits += 1
 
     def track_failure_files(self, paths: Iterable[str]) -> None:
         """Keep files named by a failed load tracked (they are not in sys.modules). A
         file written after the detector started counts as changed at the next check."""
+        self._edits += 1
         for path in paths:
             path = sources.absolute(path, self.config.base_dir)
             if path in self.extra or not self.is_trackable(path):
@@ -165,10 +178,12 @@ class Detector:
                     self.baseline[path] = stat
         paths = (modules | includes | self.extra) - self.ignored
         self._known |= paths
-        return snapshot.take(paths | self.baseline.keys())
+        self._scanned = tuple(paths | self.baseline.keys())
+        return snapshot.take(self._scanned)
 
     def learn(self, path: str, stat: Stat | None) -> None:
         """Another process saw ``path`` with ``stat`` (None: gone): adopt it as baseline."""
+        self._edits += 1
         self._known.add(path)
         if stat is None:
             self.baseline.pop(path, None)
@@ -185,6 +200,7 @@ class Detector:
         if not self.is_trackable(path):
             return
         self._known.add(path)
+        self._edits += 1
         known = self.baseline.get(path)
         if known is None:
             self.baseline[path] = stat
@@ -193,11 +209,30 @@ class Detector:
 
     def check(self) -> Changes:
         """What changed against the baseline. Does not move the baseline."""
-        return snapshot.diff(self.baseline, self.current())
+        self._checks += 1
+        if (
+            self._checks % self.rebuild_every
+            and self._scanned_key is not None
+            and self._scanned_key == self._scan_key()
+            and snapshot.unchanged(self._scanned, self.baseline)
+        ):
+            return Changes()
+        current = self.current()
+        changes = snapshot.diff(self.baseline, current)
+        self._scanned_key = self._scan_key()
+        return changes
+
+    def _scan_key(self) -> tuple[int, int, int] | None:
+        """Equal between two checks when the files to stat are the same; None when
+        that cannot be known without walking (includes and providers name new files)."""
+        if self.config.include or self.providers:
+            return None
+        return self._modules_count(), self._edits, len(self.extra)  # hosts add to extra
 
     def accept(self, current: dict[str, Stat]) -> None:
         """Make ``current`` the baseline (after a change was handled without reload)."""
         self.baseline = dict(current)
+        self._edits += 1
         self._known |= current.keys()
 
     def settle(
