@@ -691,8 +691,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", help="comma-separated names, or 'all' (default: not pending)")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--sections", default="idle,latency", help="idle,latency")
-    parser.add_argument("--sizes", help="module counts for idle CPU (default 100,1000,10000)")
-    parser.add_argument("--idle-seconds", type=float, help="CPU measuring window (default 10)")
+    parser.add_argument("--sizes", help="module counts for idle CPU (default 100,1000,3000,10000)")
+    parser.add_argument("--idle-seconds", type=float, help="CPU measuring window (default 30)")
     parser.add_argument("--modules", type=int, help="module count for latency (default 1000)")
     parser.add_argument("--saves", type=int, help="saves per variant (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between saves")
@@ -708,9 +708,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.sizes = [
-        int(x) for x in (args.sizes or ("100,1000" if quick else "100,1000,10000")).split(",")
+        int(x) for x in (args.sizes or ("100,1000" if quick else "100,1000,3000,10000")).split(",")
     ]
-    args.idle_seconds = args.idle_seconds or (5.0 if quick else 10.0)
+    # 30 s: the event backend's full safety scan runs every 30th check (period 1), so a
+    # window of 30 s holds exactly one of them, and the figure is its true average
+    args.idle_seconds = args.idle_seconds or (5.0 if quick else 30.0)
     args.modules = args.modules or (1000 if not quick else 300)
     args.saves = args.saves or (5 if quick else 10)
     names = (
