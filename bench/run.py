@@ -287,18 +287,7 @@ class Uwsgi:
 
     def pids(self) -> list[int]:
         """Every process of the instance: its process group."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid and fields[0] != b"Z":
-                found.append(int(entry))
-        return found
+        return group_pids(self.proc.pid)
 
     def workers(self) -> list[int]:
         return [pid for pid in self.pids() if pid != self.proc.pid]
@@ -328,6 +317,22 @@ class Uwsgi:
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of a process group."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
