@@ -28,10 +28,10 @@ lint: setup
 VENV42  := $(VENV)/django42
 STAMP42 := $(VENV42)/.installed-stamp
 
-$(STAMP42): pyproject.toml
+$(STAMP42): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV42)
 	$(VENV42)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[uwsgi,test]' 'Django~=4.2.0'
+		-e '.[uwsgi,gunicorn,test]' 'Django~=4.2.0'
 	touch $(STAMP42)
 
 .PHONY: test-django42
