@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import cpu_seconds, group_pids
-from servers import UWSGI, Server, free_port, write
+from servers import UWSGI, Server, free_port, plain_uwsgi_ini, write
 
 APP = (
     "def application(environ, start_response):\n"
@@ -46,10 +46,7 @@ def idle_cpu(body: str, seconds: float) -> float:
     write(folder / "bare_timer.py", BARE_TIMER)
     port = free_port()
     ini = folder / "uwsgi.ini"
-    ini.write_text(
-        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nmaster = true\nprocesses = 2\n"
-        f"wsgi-file = app.py\ndisable-logging = true\n{body}"
-    )
+    ini.write_text(plain_uwsgi_ini(port, f"wsgi-file = app.py\ndisable-logging = true\n{body}"))
     server = Server([UWSGI, "--ini", str(ini)], folder, port)
     try:
         server.wait_for_body("ok")

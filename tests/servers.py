@@ -166,18 +166,20 @@ class Server:
 BACKEND = os.environ.get("RELOAD_TEST_BACKEND", "")
 
 
+def plain_uwsgi_ini(port: int, body: str) -> str:
+    """A [uwsgi] section of a master and 2 workers on an HTTP socket, then ``body``."""
+    return f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nmaster = true\nprocesses = 2\n" + body
+
+
 def uwsgi_ini(port: int, body: str, period: int = 1) -> str:
     """A [uwsgi] section with our defaults; ``body`` adds or overrides keys."""
     backend = f"uwsgi-reload-backend = {BACKEND}\n" if BACKEND else ""
-    return (
-        "[uwsgi]\n"
-        f"http-socket = 127.0.0.1:{port}\n"
-        "master = true\n"
-        "processes = 2\n"
+    return plain_uwsgi_ini(
+        port,
         "import = uwsgi_reload\n"
         f"uwsgi-reload-period = {period}\n"
         "uwsgi-reload-delay = 0.1\n"
-        "die-on-term = true\n" + backend + body
+        "die-on-term = true\n" + backend + body,
     )
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import BIN, UWSGI, Server, free_port, write
+from servers import BIN, UWSGI, Server, free_port, plain_uwsgi_ini, write
 from test_gunicorn import NO_CONTROL_SOCKET
 
 from uwsgi_reload import actions, cli, uwsgi_ini
@@ -345,10 +345,7 @@ def start_plain_uwsgi(start, cwd: Path, body: str) -> Server:
     """uWSGI without uwsgi_reload inside: the watcher is all there is."""
     port = free_port()
     ini = cwd / "uwsgi.ini"
-    ini.write_text(
-        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nmaster = true\nprocesses = 2\n"
-        f"wsgi-file = app.py\ndie-on-term = true\n{body}"
-    )
+    ini.write_text(plain_uwsgi_ini(port, f"wsgi-file = app.py\ndie-on-term = true\n{body}"))
     server = start([UWSGI, "--ini", str(ini)], cwd, port)
     server.wait_for_body("v1")
     return server
