@@ -26,14 +26,10 @@ def stat_file(path: str) -> Stat | None:
 def take(paths: Iterable[str]) -> dict[str, Stat]:
     """Stat every path; missing ones are left out, so they show as deleted in a diff."""
     snapshot = {}
-    stat = os.stat  # the loop of every poll: stat_file, inlined
     for path in paths:
-        try:
-            st = stat(path)
-        except (OSError, ValueError):
-            continue
-        if st.st_mode & 61440 == 32768:
-            snapshot[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        stat = stat_file(path)
+        if stat is not None:
+            snapshot[path] = stat
     return snapshot
 
 
@@ -41,21 +37,7 @@ def unchanged(paths: Iterable[str], baseline: Snapshot) -> bool:
     """True when ``take(paths)`` would equal ``baseline`` restricted to ``paths``: every
     path has its baseline stat, and the ones missing from ``baseline`` are still absent.
     Stops at the first difference (the idle check of the poll backend)."""
-    stat = os.stat
-    for path in paths:
-        known = baseline.get(path)
-        try:
-            st = stat(path)
-        except (OSError, ValueError):
-            if known is not None:
-                return False
-            continue
-        if st.st_mode & 61440 != 32768:
-            if known is not None:
-                return False
-        elif known != (st.st_mtime_ns, st.st_size, st.st_ino):
-            return False
-    return True
+    return all(stat_file(path) == baseline.get(path) for path in paths)
 
 
 @dataclass(frozen=True)
