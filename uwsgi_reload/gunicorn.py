@@ -177,7 +177,6 @@ class GunicornReloader:
         self.stop = threading.Event()
         self.framework_files: set[str] = set()
         self.framework_globs: set[tuple[str, str]] = set()
-        self.framework_watched = False  # the provider is added once, then reads the sets
 
     def _info(self, message: str) -> None:
         self.server.log.info("uwsgi_reload: %s", message)
@@ -316,11 +315,10 @@ class GunicornReloader:
         globs = {tuple(pair) for pair in watch["globs"]} - self.framework_globs
         if not files and not globs:
             return  # every worker, at every start, reports the same
+        first = not (self.framework_files or self.framework_globs)
         self.framework_files |= files
         self.framework_globs |= globs
-        if not self.framework_watched:
-            self.framework_watched = True
-            # what it names now is the baseline
+        if first:  # one provider, reading the sets; what it names now is the baseline
             self.detector.add_provider(
                 lambda: django_support.files_matching(
                     sorted(self.framework_files), sorted(self.framework_globs)
