@@ -38,6 +38,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from uwsgi_reload import masterfifo, waker
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -296,12 +298,7 @@ class Uwsgi:
         return sum(cpu_seconds(pid) for pid in self.pids())
 
     def fifo_write(self, data: bytes) -> None:
-        with suppress(OSError):
-            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+        masterfifo.write(self.fifo, data)
 
     def stop(self) -> None:
         """SIGINT to the master (its stop), then kill what is left of the group: a
@@ -456,8 +453,10 @@ class Waker(threading.Thread):
 
     def run(self) -> None:
         end = time.monotonic() + self.limit
+        poke = waker.fifo_byte(self.server.fifo)  # what our reloader's helper writes
         while time.monotonic() < end:
-            self.server.fifo_write(b"x")  # not a FIFO command: wakes the master, nothing else
+            with suppress(OSError):
+                poke()
             if not any(os.path.exists(f"/proc/{pid}") for pid in self.workers):
                 return
             time.sleep(0.01)
