@@ -4,7 +4,7 @@ what is allowed: reloading silently off is the failure users do not notice."""
 from __future__ import annotations
 
 import pytest
-from servers import UWSGI, Server, free_port, write
+from servers import UWSGI, Server, free_port, plain_uwsgi_ini, write
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,11 @@ def test_strict_mode_works_with_set_placeholder(tmp_path):
     port = free_port()
     ini = tmp_path / "strict.ini"
     ini.write_text(
-        "[uwsgi]\n"
-        f"http-socket = 127.0.0.1:{port}\n"
-        "master = true\nstrict = true\nwsgi-file = app.py\nimport = uwsgi_reload\n"
-        "set-ph = uwsgi-reload-period=2\n"
+        plain_uwsgi_ini(
+            port,
+            "strict = true\nwsgi-file = app.py\nimport = uwsgi_reload\n"
+            "set-ph = uwsgi-reload-period=2\n",
+        )
     )
     server = Server([UWSGI, "--ini", str(ini)], tmp_path, port)
     try:
