@@ -77,6 +77,16 @@ def _text(value: RawValue) -> str:
     return str(value).strip()
 
 
+def option_values(options: Mapping[str, RawValue], name: str) -> list[str]:
+    """Every value of a uWSGI option that may be repeated (``import``, ``mount``), as
+    text; none for a missing option or a bare flag."""
+    value = options.get(name)
+    if value is None or value is True:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
 def split_list(text: str) -> tuple[str, ...]:
     """Several items in one value, separated by spaces or commas."""
     return tuple(item for item in re.split(r"[\s,]+", text) if item)

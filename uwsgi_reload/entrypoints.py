@@ -10,17 +10,10 @@ from collections.abc import Mapping
 from types import ModuleType
 
 from . import sources
+from .config import option_values
 
 FILE_OPTIONS = ("wsgi-file", "file", "eval-file")
 MODULE_OPTIONS = ("module", "wsgi")
-
-
-def _values(options: Mapping, name: str) -> list[str]:
-    value = options.get(name)
-    if value is None or value is True:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def module_path(name: str, search_path: list[str]) -> str | None:
@@ -38,13 +31,13 @@ def module_path(name: str, search_path: list[str]) -> str | None:
 def entry_files(options: Mapping, base_dir: str) -> set[str]:
     files = set()
     for name in FILE_OPTIONS:
-        files.update(sources.absolute(v, base_dir) for v in _values(options, name))
-    for value in _values(options, "mount"):
+        files.update(sources.absolute(v, base_dir) for v in option_values(options, name))
+    for value in option_values(options, "mount"):
         target = value.split("=", 1)[-1]
         if target.endswith(".py"):
             files.add(sources.absolute(target, base_dir))
     for name in MODULE_OPTIONS:
-        for value in _values(options, name):
+        for value in option_values(options, name):
             path = module_path(value, [base_dir, *sys.path])
             if path:
                 files.add(path)

@@ -26,7 +26,15 @@ from . import (
     syntax,
     waker,
 )
-from .config import IMPORT_OPTIONS, PREFIX, Config, ConfigError, describe, load_uwsgi_config
+from .config import (
+    IMPORT_OPTIONS,
+    PREFIX,
+    Config,
+    ConfigError,
+    describe,
+    load_uwsgi_config,
+    option_values,
+)
 from .detector import Detector
 from .extensions import Extension, discover
 from .snapshot import Changes
@@ -41,18 +49,14 @@ def log(message: str) -> None:
         uwsgi.log(f"uwsgi_reload: {line}")
 
 
-def _opt_text(name: str) -> list[str]:
-    value = uwsgi.opt.get(name)
-    if value is None:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-
-
 def requested() -> bool:
     """True when the ini asks for us (``import = uwsgi_reload`` or a sibling option);
     an app importing the library inside uWSGI does not switch reloading on."""
-    return any(v.strip() == "uwsgi_reload" for name in IMPORT_OPTIONS for v in _opt_text(name))
+    return any(
+        v.strip() == "uwsgi_reload"
+        for name in IMPORT_OPTIONS
+        for v in option_values(uwsgi.opt, name)
+    )
 
 
 def read_config() -> Config:
@@ -82,7 +86,7 @@ class UwsgiReloader:
         # a new journal at each reload: chain and workers reloads keep the master (and
         # its start time), and their new workers must not read the old "reloading"
         self.journal = state.Journal(folder, f"{uwsgi.started_on}-{self.history.count()}")
-        self.fifo = config.fifo or next(iter(_opt_text("master-fifo")), "")
+        self.fifo = config.fifo or next(iter(option_values(uwsgi.opt, "master-fifo")), "")
         self.lazy = uwsgi.worker_id() > 0  # imported after the fork: lazy-apps
         self.announced = False  # once per generation, whichever worker checks first
         self.prepared = False  # once per process
