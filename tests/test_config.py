@@ -12,6 +12,7 @@ from uwsgi_reload.config import (
     describe,
     load_uwsgi_config,
     parse_config,
+    settings_line,
     split_list,
 )
 
@@ -124,3 +125,9 @@ def test_describe_lists_every_key():
     keys = [key for key, _ in describe(Config())]
     assert keys[0] == "uwsgi-reload-period"
     assert len(keys) == len(set(keys)) >= 10
+
+
+def test_settings_line_names_every_key_shortly():
+    line = settings_line(Config(include=("a", "b")))
+    assert line.startswith("period=1, include=a b, exclude=-, mode=graceful, delay=0.3, ")
+    assert line.count("=") == len(list(describe(Config())))

@@ -255,3 +255,8 @@ def describe(config: Config) -> Iterable[tuple[str, str]]:
         elif isinstance(value, float):
             value = f"{value:g}"
         yield PREFIX + key, str(value) if value != "" else "-"
+
+
+def settings_line(config: Config) -> str:
+    """``period=1, include=-, ...``: every setting, short names, for a server's log."""
+    return ", ".join(f"{key[len(PREFIX) :]}={value}" for key, value in describe(config))

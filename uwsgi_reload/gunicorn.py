@@ -59,7 +59,15 @@ from typing import Any, NoReturn
 
 from . import django_support, entrypoints, extensions, loadstats, snapshot, sources, state
 from .actions import CHANGED_ENV
-from .config import MODES, PREFIX, Config, ConfigError, check_uwsgi_options, describe, parse_config
+from .config import (
+    MODES,
+    PREFIX,
+    Config,
+    ConfigError,
+    check_uwsgi_options,
+    parse_config,
+    settings_line,
+)
 from .detector import Detector
 from .snapshot import Changes, Stat
 from .watcher import Watcher
@@ -297,7 +305,7 @@ class GunicornReloader:
                         self.detector.learn(path, tuple(stat))
         if not self.announced:
             self.announced = True
-            settings = ", ".join(f"{k[len(PREFIX) :]}={v}" for k, v in describe(self.config))
+            settings = settings_line(self.config)
             self._info(
                 f"reloading on: mode graceful (HUP), period {self.config.period}s, tracking "
                 f"{len(self.detector.tracked())} files under {self.config.base_dir} so far "

@@ -28,12 +28,11 @@ from . import (
 )
 from .config import (
     IMPORT_OPTIONS,
-    PREFIX,
     Config,
     ConfigError,
-    describe,
     load_uwsgi_config,
     option_values,
+    settings_line,
 )
 from .detector import Detector
 from .extensions import Extension, discover
@@ -246,7 +245,7 @@ class UwsgiReloader:
     def _announce(self) -> None:
         tracked = self.detector.tracked()
         names = ", ".join(e.name for e in self.extensions) or "none"
-        settings = ", ".join(f"{k[len(PREFIX) :]}={v}" for k, v in describe(self.config))
+        settings = settings_line(self.config)
         log(
             f"reloading on: mode {self.config.mode}, period {self.config.period}s, "
             f"backend {self.backend}, tracking {len(tracked)} files under "
