@@ -25,7 +25,6 @@ import sys
 from collections.abc import Callable, Collection, Iterable
 
 # <sys/inotify.h>
-IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_FROM = 0x00000040
@@ -43,8 +42,8 @@ IN_ISDIR = 0x40000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
-# What a folder watch asks for. IN_MODIFY (one event per write()) is left out by
-# default: a log file kept open in a watched folder would wake the reader at every
+# What a folder watch asks for. IN_MODIFY (one event per write()) is left out:
+# a log file kept open in a watched folder would wake the reader at every
 # line, while IN_CLOSE_WRITE reports a saved file once, when the save is complete.
 MASK = (
     IN_CLOSE_WRITE
@@ -117,11 +116,6 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-def _error(what: str) -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, f"{what}: {os.strerror(code)}")
-
-
 def _limit(name: str) -> str:
     try:
         with open(f"/proc/sys/fs/inotify/{name}") as f:
@@ -172,10 +166,10 @@ class Inotify:
     under recursive roots (folders created there later are watched as they appear).
 
     ``excludes(path)`` names folders never to watch below a recursive root
-    (``node_modules``, ``.git``, ...). ``modify`` adds IN_MODIFY to the mask.
+    (``node_modules``, ``.git``, ...).
     """
 
-    def __init__(self, excludes: Callable[[str], bool] | None = None, modify: bool = False):
+    def __init__(self, excludes: Callable[[str], bool] | None = None):
         if _LIBC is None:
             raise InotifyError(errno.ENOSYS, "inotify is not available on this system")
         fd = _LIBC.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -187,7 +181,7 @@ class Inotify:
             raise InotifyError(code, f"inotify_init1: {os.strerror(code)}{hint}")
         self._fd = fd
         self._excludes = excludes or (lambda path: False)
-        self.mask = MASK | (IN_MODIFY if modify else 0)
+        self.mask = MASK
         self._paths: dict[int, list[str]] = {}  # wd -> folders (several: symlinked paths)
         self._wds: dict[str, int] = {}  # folder -> wd
         self._roots: set[str] = set()  # recursive roots

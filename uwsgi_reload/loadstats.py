@@ -22,7 +22,6 @@ Listener = Callable[[str, Stat], None]
 _recorded: dict[str, Stat] = {}
 listener_errors: list[str] = []  # the host logs and clears these
 _listener: Listener | None = None
-_original = SourceFileLoader.path_stats
 
 
 def _path_stats(self: SourceFileLoader, path: str) -> dict:
@@ -44,12 +43,6 @@ def install(listener: Listener | None = None) -> None:
     global _listener
     _listener = listener
     SourceFileLoader.path_stats = _path_stats  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    global _listener
-    _listener = None
-    SourceFileLoader.path_stats = _original  # type: ignore[method-assign]
 
 
 def recorded() -> dict[str, Stat]:
