@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from uwsgi_reload.config import Config
-from uwsgi_reload.detector import Detector
+from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.detector import Detector
 
 
 def make_tree(folder: Path, modules: int) -> list[str]:

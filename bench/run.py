@@ -38,7 +38,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from uwsgi_reload import masterfifo, waker
+from uwsgi_reload.hosts.uwsgi import masterfifo, waker
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -16,11 +16,14 @@ import pytest
 from servers import BIN, UWSGI, Server, free_port, plain_uwsgi_ini, write
 from test_gunicorn import NO_CONTROL_SOCKET
 
-from uwsgi_reload import actions, cli, uwsgi_ini
-from uwsgi_reload.config import ConfigError, load_uwsgi_config, parse_config
-from uwsgi_reload.detector import Detector
-from uwsgi_reload.snapshot import Changes
-from uwsgi_reload.watcher import Watcher
+from uwsgi_reload.cli import actions
+from uwsgi_reload.cli import arguments as cli_main
+from uwsgi_reload.cli import check as cli_check
+from uwsgi_reload.core.config import ConfigError, load_uwsgi_config, parse_config
+from uwsgi_reload.core.detector import Detector
+from uwsgi_reload.core.snapshot import Changes
+from uwsgi_reload.core.watcher import Watcher
+from uwsgi_reload.hosts.uwsgi import ini as uwsgi_ini
 
 # --------------------------------------------------------------------------- uwsgi.ini
 
@@ -66,7 +69,7 @@ def test_ini_section_include_and_missing_section(tmp_path):
 
 def run_check(*argv: str) -> tuple[int, str]:
     lines: list[str] = []
-    status = cli.check(cli.parser().parse_args(["check", *argv]), lines.append)
+    status = cli_check.check(cli_main.parser().parse_args(["check", *argv]), lines.append)
     return status, "\n".join(lines)
 
 
@@ -148,7 +151,7 @@ def test_module_entry_point_and_help():
 
 def run_watch(capsys, *argv: str) -> tuple[int, str]:
     try:
-        status = cli.main(["watch", *argv])
+        status = cli_main.main(["watch", *argv])
     except SystemExit as exit:  # argparse
         status = int(exit.code or 0)
     return status, capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from uwsgi_reload.config import (
+from uwsgi_reload.core.config import (
     Config,
     ConfigError,
     check_uwsgi_options,

@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uwsgi_reload import entrypoints, sources, syntax
-from uwsgi_reload.config import Config
-from uwsgi_reload.detector import MIXED, Detector, settle
-from uwsgi_reload.snapshot import Changes, diff, stat_file, take
+from uwsgi_reload.core import entrypoints, sources, syntax
+from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.detector import MIXED, Detector, settle
+from uwsgi_reload.core.snapshot import Changes, diff, stat_file, take
 
 
 def touch(path: Path, text: str = "x") -> Path:

@@ -134,7 +134,7 @@ def test_files_are_what_djangos_reloader_watches_besides_modules(project: Path) 
     script = textwrap.dedent(
         f"""
         import django, os
-        from uwsgi_reload import django_support
+        from uwsgi_reload.frameworks import django as django_support
         assert django_support.extension() is None, "settings are not configured yet"
         django.setup()
         from django.utils import autoreload

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from uwsgi_reload import inotify
-from uwsgi_reload.config import Config
-from uwsgi_reload.detector import Detector
-from uwsgi_reload.events import SAFETY_EVERY, EventGate, open_events
+from uwsgi_reload.backends import inotify
+from uwsgi_reload.backends.events import SAFETY_EVERY, EventGate, open_events
+from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.detector import Detector
 
 pytestmark = pytest.mark.skipif(not inotify.available(), reason="needs Linux inotify")
 

@@ -9,8 +9,8 @@ import pytest
 from gunicorn.config import Config as GunicornConfig
 from servers import BIN, Server, free_port, write
 
-from uwsgi_reload import gunicorn as hooks
-from uwsgi_reload.config import ConfigError, parse_config
+from uwsgi_reload.core.config import ConfigError, parse_config
+from uwsgi_reload.hosts import gunicorn as hooks
 
 READY = r"uwsgi_reload: reloading on: mode graceful \(HUP\)"
 

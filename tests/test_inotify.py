@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from uwsgi_reload import inotify
-from uwsgi_reload.inotify import RESCAN, Inotify, WatchLimitError, affected
+from uwsgi_reload.backends import inotify
+from uwsgi_reload.backends.inotify import RESCAN, Inotify, WatchLimitError, affected
 
 pytestmark = pytest.mark.skipif(not inotify.available(), reason="inotify not available")
 
@@ -259,7 +259,7 @@ def test_watch_limit_raises_a_clear_error(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         with open("/proc/sys/user/max_inotify_watches", "w") as f:
             f.write("3")
-        from uwsgi_reload.inotify import Inotify, WatchLimitError
+        from uwsgi_reload.backends.inotify import Inotify, WatchLimitError
         ino = Inotify()
         try:
             ino.watch_dirs([{str(tmp_path)!r}], recursive=True)

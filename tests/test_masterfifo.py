@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from uwsgi_reload import masterfifo, waker
+from uwsgi_reload.hosts.uwsgi import masterfifo, waker
 
 
 def recreate_like_the_master(fifo, readers: list[int], after: float) -> threading.Thread:

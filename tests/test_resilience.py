@@ -155,7 +155,7 @@ def test_internal_error_in_the_check_is_logged_and_the_next_check_works(tmp_path
     write(
         tmp_path / "app.py",
         "import os\n"
-        "import uwsgi_reload.uwsgi_host as host\n"
+        "import uwsgi_reload.hosts.uwsgi.reloader as host\n"
         "original = host.UwsgiReloader._check\n"
         "def fail_once(self):\n"
         "    if not os.path.exists('failed-once'):\n"

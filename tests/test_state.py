@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from uwsgi_reload import state
+from uwsgi_reload.hosts import state
 
 
 def test_instance_dir_is_per_pid_and_start_time(tmp_path):

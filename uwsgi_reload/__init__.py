@@ -6,9 +6,9 @@ else, importing this package starts nothing: it exposes the change detector.
 
 from __future__ import annotations
 
-from .config import Config, ConfigError, parse_config
-from .detector import Detector
-from .snapshot import Changes
+from uwsgi_reload.core.config import Config, ConfigError, parse_config
+from uwsgi_reload.core.detector import Detector
+from uwsgi_reload.core.snapshot import Changes
 
 __all__ = ["Changes", "Config", "ConfigError", "Detector", "parse_config"]
 __version__ = "0.1.0"
@@ -19,9 +19,9 @@ def _activate_in_uwsgi() -> None:
         import uwsgi  # noqa: F401  (only exists inside a uWSGI process)
     except ImportError:
         return
-    from . import uwsgi_host
+    from uwsgi_reload.hosts.uwsgi import reloader
 
-    uwsgi_host.activate()
+    reloader.activate()
 
 
 _activate_in_uwsgi()

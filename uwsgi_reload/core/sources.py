@@ -158,7 +158,8 @@ def system_dirs() -> tuple[str, ...]:
         dirs.add(site.getusersitepackages())
     if sys.prefix != sys.base_prefix:  # a virtualenv holds nothing of the project's
         dirs.add(sys.prefix)
-    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # our own, even installed editable
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dirs.add(package)  # uwsgi_reload's own files, even installed editable
     return tuple(sorted({os.path.realpath(d) for d in dirs} | {os.path.abspath(d) for d in dirs}))
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from .sources import absolute, has_glob
+from uwsgi_reload.core.sources import absolute, has_glob
 
 PREFIX = "uwsgi-reload-"
 

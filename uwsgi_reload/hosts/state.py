@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from .snapshot import Stat
-from .waker import alive
+from uwsgi_reload.core.snapshot import Stat
+from uwsgi_reload.hosts.uwsgi.waker import alive
 
 
 def instance_dir(server_pid: int, root: str | None = None) -> str:

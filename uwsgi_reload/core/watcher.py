@@ -7,9 +7,9 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 
-from . import syntax
-from .detector import Detector
-from .snapshot import Changes, Stat
+from uwsgi_reload.core import syntax
+from uwsgi_reload.core.detector import Detector
+from uwsgi_reload.core.snapshot import Changes, Stat
 
 
 class Watcher:

@@ -9,8 +9,8 @@ import traceback
 from collections.abc import Mapping
 from types import ModuleType
 
-from . import sources
-from .config import option_values
+from uwsgi_reload.core import sources
+from uwsgi_reload.core.config import option_values
 
 FILE_OPTIONS = ("wsgi-file", "file", "eval-file")
 MODULE_OPTIONS = ("module", "wsgi")

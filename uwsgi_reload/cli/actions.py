@@ -14,8 +14,8 @@ import subprocess
 import time
 from typing import Protocol
 
-from . import masterfifo
-from .snapshot import Changes
+from uwsgi_reload.core.snapshot import Changes
+from uwsgi_reload.hosts.uwsgi import masterfifo
 
 
 class ActionError(Exception):

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from . import masterfifo
+from uwsgi_reload.hosts.uwsgi import masterfifo
 
 POKE_EVERY = 0.01
 

@@ -15,18 +15,9 @@ import traceback
 
 import uwsgi
 
-from . import (
-    entrypoints,
-    events,
-    loadstats,
-    loopguard,
-    masterfifo,
-    snapshot,
-    state,
-    syntax,
-    waker,
-)
-from .config import (
+from uwsgi_reload.backends import events
+from uwsgi_reload.core import entrypoints, loadstats, loopguard, snapshot, syntax
+from uwsgi_reload.core.config import (
     IMPORT_OPTIONS,
     Config,
     ConfigError,
@@ -34,9 +25,11 @@ from .config import (
     option_values,
     settings_line,
 )
-from .detector import Detector
-from .extensions import Extension, discover
-from .snapshot import Changes
+from uwsgi_reload.core.detector import Detector
+from uwsgi_reload.core.snapshot import Changes
+from uwsgi_reload.frameworks import Extension, discover
+from uwsgi_reload.hosts import state
+from uwsgi_reload.hosts.uwsgi import masterfifo, waker
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
 

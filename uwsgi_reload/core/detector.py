@@ -10,9 +10,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from . import loadstats, snapshot, sources
-from .config import Config
-from .snapshot import Changes, Stat
+from uwsgi_reload.core import loadstats, snapshot, sources
+from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.snapshot import Changes, Stat
 
 # Files tracked per include pattern at most: a check must not block a worker for long.
 INCLUDE_LIMIT = 20_000

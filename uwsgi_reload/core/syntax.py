@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 
-from .snapshot import Changes, Stat
+from uwsgi_reload.core.snapshot import Changes, Stat
 
 
 def syntax_errors(paths: Iterable[str]) -> dict[str, str]:

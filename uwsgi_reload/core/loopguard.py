@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .snapshot import Changes, Stat
+from uwsgi_reload.core.snapshot import Changes, Stat
 
 
 def written_while_starting(

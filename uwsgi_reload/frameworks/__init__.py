@@ -34,7 +34,7 @@ def discover() -> list[Extension]:
     framework that the app did not import is not there."""
     found: list[Extension] = []
     if "django" in sys.modules:
-        from . import django_support
+        from uwsgi_reload.frameworks import django as django_support
 
         extension = django_support.extension()
         if extension is not None:

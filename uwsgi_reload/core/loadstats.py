@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from importlib.machinery import SourceFileLoader
 
-from .snapshot import Stat
+from uwsgi_reload.core.snapshot import Stat
 
 Listener = Callable[[str, Stat], None]
 

@@ -14,9 +14,10 @@ import os
 import select
 from collections.abc import Iterable
 
-from . import inotify, sources
-from .config import Config
-from .detector import Detector
+from uwsgi_reload.backends import inotify
+from uwsgi_reload.core import sources
+from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.detector import Detector
 
 SAFETY_EVERY = 30
 

@@ -1,0 +1,1 @@
+"""How changes are noticed: one module per backend, one contract (see ``base``)."""
