@@ -191,6 +191,8 @@ def start_uwsgi(cwd: Path, body: str, period: int = 1, env: dict | None = None) 
 
 
 READY = r"uwsgi_reload: reloading on"
+# the first check of every generation: the banner once per server start, then this line
+GENERATION = r"uwsgi_reload: (?:reloading on|new code serving)"
 
 # The smallest app whose answer comes from a second module: editing greeting.py is the
 # save a test makes.

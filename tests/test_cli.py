@@ -19,11 +19,13 @@ from test_gunicorn import NO_CONTROL_SOCKET
 from uwsgi_reload.cli import actions
 from uwsgi_reload.cli import arguments as cli_main
 from uwsgi_reload.cli import check as cli_check
-from uwsgi_reload.core.config import ConfigError, load_uwsgi_config, parse_config
+from uwsgi_reload.core.config import ConfigError, parse_config
 from uwsgi_reload.core.detector import Detector
+from uwsgi_reload.core.pipeline import Pipeline, Verdict, run_loop
 from uwsgi_reload.core.snapshot import Changes
-from uwsgi_reload.core.watcher import Watcher
+from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.hosts.uwsgi import ini as uwsgi_ini
+from uwsgi_reload.hosts.uwsgi.options import load_uwsgi_config
 
 # --------------------------------------------------------------------------- uwsgi.ini
 
@@ -257,14 +259,47 @@ def test_fifo_write_reaches_the_reader(tmp_path):
 # --------------------------------------------------------------------------- the loop
 
 
-def make_watcher(folder: Path) -> tuple[Watcher, list, list]:
+class Stepper:
+    """What `uwsgi-reload watch` does at each tick, with the action recorded."""
+
+    def __init__(self, pipeline: Pipeline, acted: list, fail: list) -> None:
+        self.pipeline = pipeline
+        self.acted = acted
+        self.fail = fail  # while true-ish, the action fails
+
+    def step(self):
+        decision = self.pipeline.tick()
+        if decision.verdict is Verdict.RELOAD:
+            self.acted.append(decision.changes)
+            if not self.fail:
+                self.pipeline.reloaded(decision)
+        return decision
+
+
+def make_watcher(folder: Path, fail: list | None = None) -> tuple[Stepper, list, list]:
     config = parse_config({"uwsgi-reload-delay": "0"}, str(folder))
     config = dataclasses.replace(config, include=(".",), track_modules=False)
     detector = Detector(config)
     detector.start()
     acted: list = []
     logged: list = []
-    return Watcher(detector, acted.append, logged.append), acted, logged
+    pipeline = Pipeline(detector, SyntaxGate(logged.append))
+    return Stepper(pipeline, acted, fail if fail is not None else []), acted, logged
+
+
+def test_a_failed_action_is_not_accepted_and_the_next_check_tries_again(tmp_path):
+    write(tmp_path / "a.py", "A = 1\n")
+    fail = [True]
+    watcher, acted, _ = make_watcher(tmp_path, fail)
+    watcher.step()
+    write(tmp_path / "a.py", "A = 22\n")
+    watcher.step()
+    watcher.step()
+    assert len(acted) == 2  # the action failed: the change is tried again
+    fail.clear()
+    watcher.step()
+    watcher.step()
+    assert len(acted) == 3  # it worked: accepted, no more
 
 
 def test_loop_acts_once_per_change_and_holds_back_broken_code(tmp_path):
@@ -293,15 +328,14 @@ def test_loop_acts_once_per_change_and_holds_back_broken_code(tmp_path):
 
 
 def test_loop_survives_an_internal_error(tmp_path):
-    watcher, _, logged = make_watcher(tmp_path)
+    logged: list = []
     stop = threading.Event()
 
     def boom() -> None:
         stop.set()
         raise RuntimeError("boom")
 
-    watcher.before = boom
-    watcher.run(stop, 0.01)
+    run_loop(boom, stop, 0.01, logged.append)
     assert "internal error in the check" in logged[0] and "RuntimeError: boom" in logged[0]
 
 

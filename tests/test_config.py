@@ -8,13 +8,12 @@ import pytest
 from uwsgi_reload.core.config import (
     Config,
     ConfigError,
-    check_uwsgi_options,
     describe,
-    load_uwsgi_config,
     parse_config,
     settings_line,
     split_list,
 )
+from uwsgi_reload.hosts.uwsgi.options import check_uwsgi_options, load_uwsgi_config
 
 
 def test_defaults_from_no_keys():
@@ -100,14 +99,14 @@ def test_server_options_checks(tmp_path):
     (tmp_path / "templates").mkdir()
     options = {"master": b"true", "uwsgi-reload-include": b"templates missing.txt **/*.html"}
     config = parse_config(options, str(tmp_path))
-    problems = check_uwsgi_options(config, options)
+    problems = [p.spelled() for p in check_uwsgi_options(config, options)]
     assert len(problems) == 1 and "'missing.txt', which does not exist" in problems[0]
 
-    no_master = check_uwsgi_options(Config(base_dir=str(tmp_path)), {})
+    no_master = [p.spelled() for p in check_uwsgi_options(Config(base_dir=str(tmp_path)), {})]
     assert any("add `master = true`" in p for p in no_master)
 
     chain = Config(mode="chain", base_dir=str(tmp_path))
-    problems = check_uwsgi_options(chain, {"master": True})
+    problems = [p.spelled() for p in check_uwsgi_options(chain, {"master": True})]
     assert any("lazy-apps = true" in p for p in problems)
     assert any("master-fifo" in p for p in problems)
     assert (

@@ -17,6 +17,7 @@ from uwsgi_reload.core import entrypoints, sources, syntax
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import MIXED, Detector, settle
 from uwsgi_reload.core.snapshot import Changes, diff, stat_file, take
+from uwsgi_reload.hosts.uwsgi import options
 
 
 def touch(path: Path, text: str = "x") -> Path:
@@ -382,7 +383,7 @@ def test_failure_files_from_traceback_syntax_error_and_missing_module(tmp_path):
 def test_entry_files_from_options(tmp_path):
     touch(tmp_path / "pkg" / "__init__.py")
     touch(tmp_path / "pkg" / "wsgi.py")
-    files = entrypoints.entry_files(
+    files = options.entry_files(
         {"wsgi-file": b"app.py", "module": b"pkg.wsgi:application"}, str(tmp_path)
     )
     assert files == {str(tmp_path / "app.py"), str(tmp_path / "pkg" / "wsgi.py")}

@@ -1,4 +1,5 @@
-"""The event gate: a check scans only when inotify saw something (no server)."""
+"""The scan gate and the backend registry: a check scans only when the backend saw
+something; a failing backend falls back to polling (no server)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from uwsgi_reload import backends
 from uwsgi_reload.backends import inotify
-from uwsgi_reload.backends.events import SAFETY_EVERY, EventGate, open_events
+from uwsgi_reload.backends.gate import SAFETY_EVERY, ScanGate
+from uwsgi_reload.backends.inotify import Inotify
+from uwsgi_reload.backends.poll import PollBackend
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import Detector
 
 pytestmark = pytest.mark.skipif(not inotify.available(), reason="needs Linux inotify")
 
 
-def gate_for(tmp_path: Path, modules: list, **config) -> EventGate:
+def gate_for(tmp_path: Path, modules: list, log: list | None = None, **config) -> ScanGate:
     detector = Detector(Config(base_dir=str(tmp_path), **config), modules=lambda: modules)
     detector.start()
-    events, reason = open_events(detector.config, [str(tmp_path)])
-    assert events is not None, reason
-    gate = EventGate(detector, events)
+    backend, reason = backends.open_backend("inotify", [str(tmp_path)], detector.rules.excludes)
+    assert backend.name == "inotify", reason
+    gate = ScanGate(detector, backend, (log if log is not None else []).append)
     gate.watch_tracked()
     return gate
 
@@ -63,7 +67,7 @@ def test_module_in_a_new_folder_is_watched_and_scanned(tmp_path):
     late.write_text("x = 1\n")
     modules.append(module(late))
     assert gate.needs_scan()  # a new folder to watch: scan once, in case of a save before
-    assert str(pkg) in gate.events.watched()
+    assert str(pkg) in gate.backend.watched()
     assert not gate.needs_scan()
     late.write_text("x = 22\n")
     assert gate.needs_scan()
@@ -75,18 +79,98 @@ def test_safety_scan_runs_now_and_then(tmp_path):
     assert scans.count(True) == 2
 
 
-def test_poll_backend_opens_no_events(tmp_path):
-    events, reason = open_events(Config(backend="poll"), [str(tmp_path)])
-    assert events is None and reason == "backend poll"
+def test_registry_names_every_backend_the_config_allows():
+    from uwsgi_reload.core.config import BACKENDS
+
+    assert set(BACKENDS) == {"auto", *backends.BACKENDS}
+
+
+def test_poll_backend_always_asks_for_a_scan(tmp_path):
+    backend, reason = backends.open_backend("poll", [str(tmp_path)], lambda path: False)
+    assert backend.name == "poll" and reason == ""
+    assert backend.changed() is backends.base.RESCAN
 
 
 def test_auto_polls_on_filesystems_without_events(tmp_path, monkeypatch):
-    monkeypatch.setattr(inotify, "unreliable_filesystem", lambda path: "fuse (test)")
-    events, reason = open_events(Config(backend="auto"), [str(tmp_path)])
-    assert events is None and "fuse (test)" in reason
-    forced, _ = open_events(Config(backend="inotify"), [str(tmp_path)])
-    assert forced is not None
+    monkeypatch.setattr(
+        backends.filesystems, "unreliable_filesystem", lambda path: "/x is a fuse.test mount"
+    )
+    backend, reason = backends.open_backend("auto", [str(tmp_path)], lambda path: False)
+    assert backend.name == "poll" and "fuse.test" in reason
+    forced, _ = backends.open_backend("inotify", [str(tmp_path)], lambda path: False)
+    assert forced.name == "inotify"
     forced.close()
+
+
+def test_mountinfo_names_the_mount_and_its_type(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /srv/my\\040app rw - fuse.bindfs bindfs rw\n"
+        "41 22 0:51 / /mnt/share rw shared:1 - virtiofs share rw\n"
+    )
+    unreliable = backends.filesystems.unreliable_filesystem
+    assert unreliable("/srv/my app/x.py", str(info)) == "/srv/my app is a fuse.bindfs mount (FUSE)"
+    assert "virtiofs" in unreliable("/mnt/share/a", str(info))
+    assert unreliable("/home/me/a.py", str(info)) is None
+
+
+def test_include_root_adds_no_watch_under_excluded_folders(tmp_path):
+    for name in ("node_modules/pkg/lib", ".git/objects/aa", ".venv/lib/site", "src/app/deep"):
+        (tmp_path / "proj" / name).mkdir(parents=True)
+    gate = gate_for(tmp_path, [], include=("proj",))
+    watched = gate.backend.watched()
+    assert str(tmp_path / "proj" / "src" / "app" / "deep") in watched
+    excluded = [p for p in watched if any(n in p for n in ("node_modules", ".git", ".venv"))]
+    assert excluded == [], excluded
+    (tmp_path / "proj" / "node_modules" / "new").mkdir()  # made later: not watched either
+    gate.needs_scan()
+    assert not [p for p in gate.backend.watched() if "node_modules" in p]
+
+
+def test_include_root_already_watched_as_a_module_folder_becomes_recursive(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    gate = gate_for(tmp_path, [module(app)], include=(".",))
+    gate.needs_scan()
+    (tmp_path / "templates" / "deep").mkdir(parents=True)
+    gate.needs_scan()  # the new folders are watched as their events arrive
+    (tmp_path / "templates" / "deep" / "page.html").write_text("x")
+    assert gate.needs_scan()
+
+
+def test_a_failing_backend_falls_back_to_polling_and_says_why(tmp_path):
+    log: list = []
+    gate = gate_for(tmp_path, [], log)
+
+    def fail(*args, **kwargs):
+        raise backends.BackendFailed(28, "watch limit reached (test)")
+
+    gate.backend.changed = fail
+    assert gate.needs_scan()
+    assert isinstance(gate.backend, PollBackend)
+    assert len(log) == 1 and "watch limit reached (test)" in log[0] and "polling" in log[0]
+    assert gate.needs_scan() and gate.needs_scan()  # polling: every check scans
+    assert len(log) == 1
+
+
+def test_a_change_the_events_missed_switches_to_polling(tmp_path):
+    log: list = []
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    gate = gate_for(tmp_path, [module(app)], log)
+    assert gate.needs_scan()  # the first check
+    gate.detector.check()
+    gate.backend.events.close()  # a filesystem that delivers nothing
+    gate.backend.events = Inotify()
+    app.write_text("x = 22\n")
+    while not gate.needs_scan():  # nothing reported until the safety scan is due
+        pass
+    changes = gate.detector.check()
+    assert changes.modified == {str(app)}
+    gate.after_scan(changes)
+    assert isinstance(gate.backend, PollBackend)
+    assert len(log) == 1 and "reported no event for" in log[0], log
 
 
 def test_gate_fd_is_shared_with_a_forked_child(tmp_path):

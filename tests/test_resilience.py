@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from servers import APP, READY, get, make_app, serve_app, write
+from servers import APP, GENERATION, READY, get, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path,
         write(tmp_path / f"{name}.py", "VALUE = 'b'\n")
         time.sleep(0.04)
     server.wait_for_body("b" * 50, timeout=15)
-    server.wait_for_log(READY, count=2)
+    server.wait_for_log(GENERATION, count=2)
     server.holds(lambda: server.count(r"-> graceful reload") == 1, 2.5, "no second reload")
     reloads = server.count(r"-> graceful reload")
     print(f"burst of 50 files: {reloads} reload(s)")
@@ -124,11 +124,11 @@ def test_filesystem_faults_do_not_stop_detection(tmp_path, uwsgi_server):
     with open(bad_name, "wb") as f:
         f.write(b"changed")
     server.wait_for_log(r"modified .*caf.*\.txt -> graceful reload")
-    server.wait_for_log(READY, count=2)
+    server.wait_for_log(GENERATION, count=2)
     (inc / "becomes_folder.txt").unlink()
     (inc / "becomes_folder.txt").mkdir()
     server.wait_for_log(r"deleted .*becomes_folder\.txt -> graceful reload")
-    server.wait_for_log(READY, count=3)
+    server.wait_for_log(GENERATION, count=3)
     write(tmp_path / "greeting.py", "TEXT = 'still-works'\n")
     server.wait_for_body("still-works", timeout=10)
     assert "internal error" not in server.log(), server.explain("handler raised")

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from servers import BACKEND, READY, get_idempotent, make_app, serve_app, write
+from servers import BACKEND, GENERATION, READY, get_idempotent, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
@@ -92,10 +92,10 @@ def test_include_folder_glob_new_and_deleted_files(tmp_path, uwsgi_server):
     server.holds(lambda: server.count(r"-> graceful") == 0, 2.5, "no reload for untracked files")
     write(tmp_path / "templates" / "b.html", "<p>b</p>")  # new file in an included folder
     server.wait_for_log(r"added .*templates/b\.html -> graceful reload")
-    server.wait_for_log(READY, count=2)
+    server.wait_for_log(GENERATION, count=2)
     write(tmp_path / "conf" / "deep" / "more.toml", "y = 2")  # ** matches nested folders
     server.wait_for_log(r"added .*conf/deep/more\.toml -> graceful reload")
-    server.wait_for_log(READY, count=3)
+    server.wait_for_log(GENERATION, count=3)
     (tmp_path / "templates" / "a.html").unlink()
     server.wait_for_log(r"deleted .*templates/a\.html -> graceful reload")
 
@@ -163,7 +163,7 @@ def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
         for n in range(3):
             write(tmp_path / "greeting.py", f"TEXT = 'round-{n}'\n")
             server.wait_for_body(f"round-{n}", timeout=15)
-            server.wait_for_log(READY, count=n + 2)
+            server.wait_for_log(GENERATION, count=n + 2)
     finally:
         stop.set()
         for thread in threads:

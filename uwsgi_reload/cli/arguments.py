@@ -105,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
         help="never watch these files or folders (repeatable; a name, or a path glob)",
     )
     tuning.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="how to notice changes: auto (inotify on a local disk, else poll; default), "
+        "inotify or poll",
+    )
+    tuning.add_argument(
         "--no-check-syntax",
         action="store_true",
         help="reload even when a changed .py file does not compile",

@@ -12,15 +12,14 @@ from collections.abc import Callable, Sequence
 from uwsgi_reload.cli import EXIT_PROBLEMS, EXIT_USAGE, LARGE
 from uwsgi_reload.core import entrypoints, sources
 from uwsgi_reload.core.config import (
-    IMPORT_OPTIONS,
     KEYS,
     PREFIX,
     Config,
     ConfigError,
-    check_uwsgi_options,
     describe,
     parse_config,
 )
+from uwsgi_reload.hosts.uwsgi import options
 from uwsgi_reload.hosts.uwsgi.ini import UwsgiIni, read_uwsgi_ini, split_spec
 
 
@@ -39,10 +38,7 @@ def check(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     for note in ini.notes + _missing_entries(ini, base_dir):
         out(f"note: {note}")
     problems: list[str] = []
-    imported = any(
-        v == "uwsgi_reload" for name in IMPORT_OPTIONS for v in ini.options.get(name, [])
-    )
-    if not imported:
+    if not options.requested(ini.options):
         problems.append(
             "the ini does not load uwsgi_reload, so nothing reloads: add `import = uwsgi_reload`"
         )
@@ -50,7 +46,7 @@ def check(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         config = parse_config(ini.options, base_dir)
     except ConfigError as error:
         return _report(out, problems + error.problems)
-    problems += check_uwsgi_options(config, ini.options)
+    problems += [p.spelled() for p in options.check_uwsgi_options(config, ini.options)]
     out("")
     out("configuration (keys not in the ini have their default):")
     width = max(len(PREFIX + key) for key in KEYS)
@@ -67,7 +63,7 @@ def _print_tracked(
 ) -> None:
     rules = sources.Rules(config.exclude, base_dir)
     included = sorted(sources.expand_includes(config.include, base_dir, rules))
-    entries = sorted(entrypoints.entry_files(ini.options, base_dir))
+    entries = sorted(options.entry_files(ini.options, base_dir))
     out("tracked:")
     if config.track_modules:
         text = (
@@ -94,11 +90,11 @@ def _missing_entries(ini: UwsgiIni, base_dir: str) -> list[str]:
     """App files the ini names that cannot be found from here (a hint only: the server
     may have another `sys.path`)."""
     notes = []
-    for name in entrypoints.FILE_OPTIONS:
+    for name in options.FILE_OPTIONS:
         for value in ini.options.get(name, []):
             if isinstance(value, str) and not os.path.isfile(sources.absolute(value, base_dir)):
                 notes.append(f"`{name} = {value}` names no file under {base_dir}")
-    for name in entrypoints.MODULE_OPTIONS:
+    for name in options.MODULE_OPTIONS:
         for value in ini.options.get(name, []):
             if isinstance(value, str) and not entrypoints.module_path(value, [base_dir]):
                 notes.append(

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
+from uwsgi_reload import backends
+from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.cli import EXIT_USAGE, LARGE
 from uwsgi_reload.cli.actions import Action, ActionError, Exec, SignalPid, Touch, WriteFifo
 from uwsgi_reload.core import sources
@@ -25,8 +26,8 @@ from uwsgi_reload.core.config import (
     parse_config,
 )
 from uwsgi_reload.core.detector import Detector
-from uwsgi_reload.core.snapshot import Changes
-from uwsgi_reload.core.watcher import Watcher
+from uwsgi_reload.core.pipeline import Pipeline, Verdict, run_loop
+from uwsgi_reload.core.syntax import SyntaxGate
 
 
 def _log(message: str) -> None:
@@ -65,23 +66,15 @@ def _seconds(low: float, high: float, example: str) -> Callable[[str], float]:
     return parse
 
 
-def _flag_spelling(problem: str, flags: Mapping[str, str]) -> str:
-    """A config message names ini keys; on the command line name the flag instead."""
-    return re.sub(
-        re.escape(PREFIX) + r"[a-z0-9-]+", lambda m: flags.get(m.group(0), m.group(0)), problem
-    )
-
-
 def watch_config(args: argparse.Namespace, base_dir: str) -> Config:
     """The detector's configuration from the flags; the same checks and messages as
     the ini keys, naming the flags. Raises :class:`ConfigError`."""
-    flags = {PREFIX + "delay": "--delay", PREFIX + "max-delay": "--max-delay"}
-    values = {PREFIX + "delay": args.delay, PREFIX + "max-delay": args.max_delay}
-    options = {key: value for key, value in values.items() if value is not None}
+    values = {"delay": args.delay, "max-delay": args.max_delay, "backend": args.backend}
+    options = {PREFIX + key: value for key, value in values.items() if value is not None}
     try:
         config = parse_config(options, base_dir)
     except ConfigError as error:
-        raise ConfigError([_flag_spelling(p, flags) for p in error.problems]) from None
+        raise ConfigError(error.spelled(lambda key: "--" + key)) from None
     problems = [
         f"PATH {path!r} does not exist in {base_dir}: expected an existing file or folder, "
         "or a glob"
@@ -132,9 +125,14 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     detector = Detector(config)
     detector.start()
     tracked = detector.tracked()
+    backend, note = backends.open_backend(config.backend, [base_dir], detector.rules.excludes)
+    gate = ScanGate(detector, backend, _log)
+    gate.watch_tracked()
+    pipeline = Pipeline(detector, SyntaxGate(_log), gate)
     _log(
         f"watching {len(tracked)} files in {', '.join(config.include)} (under {base_dir}), "
-        f"every {args.period:g}s; on a change: {action.describe()}"
+        f"every {args.period:g}s, backend {gate.name}{f' ({note})' if note else ''}; "
+        f"on a change: {action.describe()}"
     )
     if not tracked:
         _log("nothing to watch yet: files created under these paths will count")
@@ -144,14 +142,19 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             "watch fewer folders, or --exclude what does not need a reload"
         )
 
-    def act(changes: Changes) -> None:
-        _log(f"{changes.describe()} -> {action.describe()}")
+    def tick() -> None:
+        decision = pipeline.tick()
+        if decision.verdict is not Verdict.RELOAD:
+            return
+        _log(decision.describe(action.describe()))
         try:
-            _log(action.run(changes))
+            _log(action.run(decision.changes))
         except ActionError as error:
-            _log(f"ERROR: {error}; watching on, the next change tries again")
+            _log(f"ERROR: {error}; watching on, the next check tries again")
+            return  # not accepted: the next check finds the change again
+        pipeline.reloaded(decision)
 
-    Watcher(detector, act, _log).run(stop, args.period)
+    run_loop(tick, stop, args.period, _log)
     _log("stopped")
     return 0
 

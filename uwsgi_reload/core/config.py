@@ -18,32 +18,44 @@ from uwsgi_reload.core.sources import absolute, has_glob
 
 PREFIX = "uwsgi-reload-"
 
-# uWSGI options that import a Python module: `import = uwsgi_reload` or a sibling
-IMPORT_OPTIONS = (
-    "import",
-    "pyimport",
-    "py-import",
-    "python-import",
-    "shared-import",
-    "shared-pyimport",
-    "shared-py-import",
-    "shared-python-import",
-)
-
 RawValue = str | bytes | bool | int | list | tuple | None
 
 MODES = ("graceful", "chain")
 BACKENDS = ("auto", "poll", "inotify")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def ini_key(key: str) -> str:
+    """How the ini spells a setting: ``max-delay`` -> ``uwsgi-reload-max-delay``."""
+    return PREFIX + key
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One wrong setting. ``message`` names settings as ``{key}`` (``{max-delay}``), so
+    that each host spells them its own way: ini key, environment variable, flag."""
+
+    message: str
+
+    def spelled(self, spell: Callable[[str], str] = ini_key) -> str:
+        return re.sub(r"\{([a-z][a-z-]*)\}", lambda m: spell(m.group(1)), self.message)
 
 
 class ConfigError(ValueError):
-    """One or more ``uwsgi-reload-*`` values are wrong; ``problems`` has one line each."""
+    """One or more settings are wrong; ``problems`` has one line each, in the ini's
+    words (``issues`` holds them as :class:`Problem` for other spellings)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+    def __init__(self, issues: list[Problem | str]) -> None:
+        self.issues = [i if isinstance(i, Problem) else Problem(i) for i in issues]
+        super().__init__("; ".join(self.problems))
+
+    @property
+    def problems(self) -> list[str]:
+        return self.spelled()
+
+    def spelled(self, spell: Callable[[str], str] = ini_key) -> list[str]:
+        return [issue.spelled(spell) for issue in self.issues]
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ class Config:
     base_dir: str = "."
 
 
-def _text(value: RawValue) -> str:
+def option_text(value: RawValue) -> str:
     """uWSGI gives bytes, a list for a repeated key (we take the last), or True for a flag."""
     if isinstance(value, (list, tuple)):
         value = value[-1] if value else ""
@@ -75,16 +87,6 @@ def _text(value: RawValue) -> str:
     if value is None:
         return ""
     return str(value).strip()
-
-
-def option_values(options: Mapping[str, RawValue], name: str) -> list[str]:
-    """Every value of a uWSGI option that may be repeated (``import``, ``mount``), as
-    text; none for a missing option or a bare flag."""
-    value = options.get(name)
-    if value is None or value is True:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def split_list(text: str) -> tuple[str, ...]:
@@ -123,9 +125,9 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def _boolean(text: str) -> bool:
-    if text.lower() in _TRUE:
+    if text.lower() in TRUE_WORDS:
         return True
-    if text.lower() in _FALSE:
+    if text.lower() in FALSE_WORDS:
         return False
     raise ValueError("true or false (also 1/0, yes/no, on/off)")
 
@@ -163,20 +165,20 @@ def parse_config(options: Mapping[str, RawValue], base_dir: str = ".") -> Config
     ``uwsgi-reload-*`` keys are errors, with the closest known key suggested.
     """
     values: dict[str, object] = {"base_dir": base_dir}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for name, raw in options.items():
         if not name.startswith(PREFIX):
             continue
         key = name[len(PREFIX) :]
         if key not in KEYS:
-            problems.append(_unknown_key(name))
+            problems.append(Problem(_unknown_key(key, name)))
             continue
         attr, parse, _ = KEYS[key]
-        text = _text(raw)
+        text = option_text(raw)
         try:
             values[attr] = parse(text)
         except ValueError as allowed:
-            problems.append(f"{name} = {text!r} is not allowed: expected {allowed}")
+            problems.append(Problem(f"{{{key}}} = {text!r} is not allowed: expected {allowed}"))
     if problems:
         raise ConfigError(problems)
     config = Config(**values)  # type: ignore[arg-type]
@@ -187,61 +189,34 @@ def _check_combinations(config: Config) -> Config:
     if config.max_delay < config.delay:
         raise ConfigError(
             [
-                f"{PREFIX}max-delay = {config.max_delay:g} is smaller than "
-                f"{PREFIX}delay = {config.delay:g}: expected max-delay >= delay"
+                Problem(
+                    f"{{max-delay}} = {config.max_delay:g} is smaller than "
+                    f"{{delay}} = {config.delay:g}: expected max-delay >= delay"
+                )
             ]
         )
     return config
 
 
-def _flag(options: Mapping[str, RawValue], *names: str) -> bool:
-    for name in names:
-        value = options.get(name)
-        if value is not None and _text(value).lower() not in ("", *_FALSE):
-            return True
-    return False
-
-
-def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list[str]:
-    """Problems with how the uWSGI options around us fit ``config`` (pure: ``options``
-    is ``uwsgi.opt`` inside the server, or a parsed ini for ``uwsgi-reload check``)."""
-    problems = []
-    for pattern in config.include:
-        if not has_glob(pattern) and not os.path.exists(absolute(pattern, config.base_dir)):
-            problems.append(
-                f"{PREFIX}include names {pattern!r}, which does not exist in "
-                f"{config.base_dir}: expected an existing file or folder, or a glob"
-            )
-    if not _flag(options, "master"):
-        problems.append(
-            "uwsgi_reload needs the uWSGI master (its timers run there): "
-            "add `master = true` to the [uwsgi] section"
+def check_includes(config: Config) -> list[Problem]:
+    """An include that names no glob must name something that exists."""
+    return [
+        Problem(
+            f"{{include}} names {pattern!r}, which does not exist in "
+            f"{config.base_dir}: expected an existing file or folder, or a glob"
         )
-    lazy = _flag(options, "lazy-apps", "lazy")
-    if config.mode == "chain" and not lazy:
-        problems.append(
-            f"{PREFIX}mode = {config.mode} needs `lazy-apps = true` (without it workers are "
-            "forked from the master and keep the old code): add it, or use mode graceful"
-        )
-    if config.mode == "chain" and not (config.fifo or options.get("master-fifo")):
-        problems.append(f"{PREFIX}mode = {config.mode} needs `master-fifo = PATH` in the ini")
-    return problems
+        for pattern in config.include
+        if not has_glob(pattern) and not os.path.exists(absolute(pattern, config.base_dir))
+    ]
 
 
-def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
-    """Parse and check everything; raise :class:`ConfigError` listing all problems."""
-    config = parse_config(options, base_dir)
-    problems = check_uwsgi_options(config, options)
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-def _unknown_key(name: str) -> str:
-    known = [PREFIX + key for key in KEYS]
-    guess = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {guess[0]}?)" if guess else ""
-    return f"{name} is not a known key{hint}: known keys are " + ", ".join(known)
+def _unknown_key(key: str, name: str) -> str:
+    guess = difflib.get_close_matches(key, list(KEYS), n=1)
+    hint = f" (did you mean {{{guess[0]}}}?)" if guess else ""
+    named = f"{{{key}}}" if re.fullmatch(r"[a-z][a-z-]*", key) else name
+    return f"{named} is not a known key{hint}: known keys are " + ", ".join(
+        f"{{{known}}}" for known in KEYS
+    )
 
 
 def describe(config: Config) -> Iterable[tuple[str, str]]:

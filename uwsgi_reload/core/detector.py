@@ -51,7 +51,7 @@ class Detector:
         self._modules = modules if config.track_modules else (lambda: ())
         self._load_stats = load_stats
         self.baseline: dict[str, Stat] = {}
-        self.extra: set[str] = set()  # files tracked because a failed load named them
+        self.extra: set[str] = set()  # entry files, and files a failed load named
         self.started_ns = time.time_ns()
         self._known: set[str] = set()
         self._module_cache: dict[str, object] = {}
@@ -59,6 +59,7 @@ class Detector:
         self.providers: list[Callable[[], Iterable[str]]] = []
         self.ignored: set[str] = set()  # dropped by the loop guard
         self.notices: list[str] = []  # for the host to log (once each)
+        self._slow_reported = False
         self._edits = 0  # bumped whenever the tracked set or the baseline's paths change
         self._checks = 0
         self.rebuild_every = REBUILD_EVERY
@@ -94,6 +95,20 @@ class Detector:
             # import), so a file written since the start counts as changed: a worker
             # finding it after a save must not take the saved state as its baseline.
             self.baseline[path] = MIXED if stat[0] > self.started_ns else stat
+
+    def track(self, paths: Iterable[str]) -> None:
+        """Track these files from now on (the app's entry files, named by the server's
+        options), whatever happens to them."""
+        self.extra.update(p for p in paths if self.is_trackable(p))
+        self._edits += 1
+
+    def track_named(self, path: str) -> bool:
+        """Track ``path``, named by a failed load in another process; True if it was
+        not tracked before."""
+        if path in self.baseline or path in self.extra or not self.is_trackable(path):
+            return False
+        self.track([path])
+        return True
 
     def ignore(self, paths: Iterable[str]) -> None:
         """Stop tracking ``paths`` (the loop guard found the app writes them itself)."""
@@ -217,9 +232,18 @@ class Detector:
             and snapshot.unchanged(self._scanned, self.baseline)
         ):
             return Changes()
+        started = time.monotonic()
         current = self.current()
         changes = snapshot.diff(self.baseline, current)
         self._scanned_key = self._scan_key()
+        took = time.monotonic() - started
+        if took > 0.25 * self.config.period and not self._slow_reported:
+            self._slow_reported = True
+            self.notices.append(
+                f"a check took {took:.2f}s for {len(self.baseline)} files, more than "
+                f"a quarter of the period ({self.config.period}s): narrow "
+                "uwsgi-reload-include, add uwsgi-reload-exclude globs, or raise the period"
+            )
         return changes
 
     def _scan_key(self) -> tuple[int, int, int] | None:
@@ -227,7 +251,7 @@ class Detector:
         that cannot be known without walking (includes and providers name new files)."""
         if self.config.include or self.providers:
             return None
-        return self._modules_count(), self._edits, len(self.extra)  # hosts add to extra
+        return self._modules_count(), self._edits, len(self.extra)
 
     def accept(self, current: dict[str, Stat]) -> None:
         """Make ``current`` the baseline (after a change was handled without reload)."""

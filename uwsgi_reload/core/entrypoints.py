@@ -1,19 +1,12 @@
 """The app's own files that must stay tracked even when they fail to import: the
-entry file named in the server's options, and the files a failed load named."""
+files a failed load named, and where a module would be."""
 
 from __future__ import annotations
 
 import os
 import sys
 import traceback
-from collections.abc import Mapping
 from types import ModuleType
-
-from uwsgi_reload.core import sources
-from uwsgi_reload.core.config import option_values
-
-FILE_OPTIONS = ("wsgi-file", "file", "eval-file")
-MODULE_OPTIONS = ("module", "wsgi")
 
 
 def module_path(name: str, search_path: list[str]) -> str | None:
@@ -26,22 +19,6 @@ def module_path(name: str, search_path: list[str]) -> str | None:
             if os.path.isfile(candidate):
                 return os.path.abspath(candidate)
     return None
-
-
-def entry_files(options: Mapping, base_dir: str) -> set[str]:
-    files = set()
-    for name in FILE_OPTIONS:
-        files.update(sources.absolute(v, base_dir) for v in option_values(options, name))
-    for value in option_values(options, "mount"):
-        target = value.split("=", 1)[-1]
-        if target.endswith(".py"):
-            files.add(sources.absolute(target, base_dir))
-    for name in MODULE_OPTIONS:
-        for value in option_values(options, name):
-            path = module_path(value, [base_dir, *sys.path])
-            if path:
-                files.add(path)
-    return files
 
 
 def failure_files(system: ModuleType = sys) -> list[str]:

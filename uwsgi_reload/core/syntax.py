@@ -44,6 +44,10 @@ class SyntaxGate:
         self.log = log
         self.broken: dict[str, Stat] = {}
 
+    def learn_broken(self, stats: Mapping[str, Stat]) -> None:
+        """Another process found these files broken at these stats."""
+        self.broken.update(stats)
+
     def holds(self, changes: Changes, current: Mapping[str, Stat]) -> bool:
         """Compile the changed files; log each that fails (once per change) and say
         whether the reload must wait."""

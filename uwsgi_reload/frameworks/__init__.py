@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 
-class Extension(Protocol):
+class Framework(Protocol):
     name: str
 
     def files(self) -> Iterable[str]:
@@ -23,16 +23,20 @@ class Extension(Protocol):
         """The same as :meth:`files` as data: files, and (folder, glob) pairs."""
         ...
 
+    def folders(self) -> list[str]:
+        """The folders of :meth:`watched`, for backends that watch trees."""
+        ...
+
     def handle(self, paths: list[str]) -> set[str]:
         """Apply the changes to ``paths`` in this process where the framework can do so
         without a restart; return the paths so handled. Called in every worker."""
         ...
 
 
-def discover() -> list[Extension]:
+def discover() -> list[Framework]:
     """The extensions for what this process has loaded. Imports nothing new: a
     framework that the app did not import is not there."""
-    found: list[Extension] = []
+    found: list[Framework] = []
     if "django" in sys.modules:
         from uwsgi_reload.frameworks import django as django_support
 
@@ -40,3 +44,6 @@ def discover() -> list[Extension]:
         if extension is not None:
             found.append(extension)
     return found
+
+
+Extension = Framework  # the name frameworks had before

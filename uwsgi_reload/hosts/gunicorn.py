@@ -46,34 +46,37 @@ message saying so; turn preload off while developing.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
+from uwsgi_reload import backends
 from uwsgi_reload import frameworks as extensions
-from uwsgi_reload.cli.actions import CHANGED_ENV
+from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.core import entrypoints, loadstats, snapshot, sources
 from uwsgi_reload.core.config import (
     MODES,
     PREFIX,
     Config,
     ConfigError,
-    check_uwsgi_options,
+    check_includes,
     parse_config,
     settings_line,
 )
 from uwsgi_reload.core.detector import Detector
-from uwsgi_reload.core.snapshot import Changes, Stat
-from uwsgi_reload.core.watcher import Watcher
+from uwsgi_reload.core.loopguard import ReloadRecord
+from uwsgi_reload.core.pipeline import Pipeline, Verdict, loop_message, run_loop
+from uwsgi_reload.core.snapshot import Stat
+from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.frameworks import django as django_support
-from uwsgi_reload.hosts import state
+from uwsgi_reload.hosts import records, state
+from uwsgi_reload.hosts.records import Failed, Loaded, Watch
 
 # gunicorn applies every name of a config module that matches one of its settings:
 # this module's globals must not (a name such as `config` or `reload` would).
@@ -81,7 +84,7 @@ __all__ = ["on_starting", "when_ready"]
 
 ENV_PREFIX = "UWSGI_RELOAD_"
 # variables with the prefix that are not settings
-NOT_SETTINGS = frozenset({"UWSGI_RELOAD_STATE_DIR", CHANGED_ENV})
+NOT_SETTINGS = frozenset({"UWSGI_RELOAD_STATE_DIR"})
 
 _reloader: GunicornReloader | None = None
 _config: Config | None = None
@@ -97,14 +100,10 @@ def options_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {
         PREFIX + name[len(ENV_PREFIX) :].lower().replace("_", "-"): value
         for name, value in environ.items()
-        if name.startswith(ENV_PREFIX) and name not in NOT_SETTINGS
+        if name.startswith(ENV_PREFIX)
+        and name not in NOT_SETTINGS
+        and not name.startswith("UWSGI_RELOAD_CHANGED")  # what `watch --exec` passes on
     }
-
-
-def _env_spelling(problem: str) -> str:
-    return re.sub(
-        re.escape(PREFIX) + r"[a-z0-9-]*[a-z0-9]", lambda m: env_name(m.group(0)), problem
-    )
 
 
 def config_from_env(environ: Mapping[str, str], base_dir: str) -> Config:
@@ -126,10 +125,8 @@ def config_from_env(environ: Mapping[str, str], base_dir: str) -> Config:
     try:
         config = parse_config(options, base_dir)
     except ConfigError as error:
-        raise ConfigError([_env_spelling(p) for p in error.problems] + problems) from None
-    # of the uWSGI checks only the include paths apply (master and lazy-apps are uWSGI's)
-    graceful = dataclasses.replace(config, mode="graceful", fifo="")
-    problems += [_env_spelling(p) for p in check_uwsgi_options(graceful, {"master": "true"})]
+        raise ConfigError(error.spelled(env_name) + problems) from None
+    problems += [problem.spelled(env_name) for problem in check_includes(config)]
     if problems:
         raise ConfigError(problems)
     return config
@@ -182,12 +179,20 @@ class GunicornReloader:
         self.config = config
         self.detector = Detector(config)
         self.journal = state.Journal(state.instance_dir(self.pid), "gunicorn")
-        self.watcher = Watcher(self.detector, self._reload, self._warn, before=self._merge)
+        backend, self.backend_note = backends.open_backend(
+            config.backend, [config.base_dir], self.detector.rules.excludes
+        )
+        self.gate = ScanGate(self.detector, backend, self._warn)
+        self.history: list[ReloadRecord] = []
+        self.pipeline = Pipeline(
+            self.detector, SyntaxGate(self._warn), self.gate, history=lambda: self.history
+        )
         self.announced = False
         self.journal_failed = False
         self.stop = threading.Event()
         self.framework_files: set[str] = set()
         self.framework_globs: set[tuple[str, str]] = set()
+        self.reported: list[str] = []
 
     def _info(self, message: str) -> None:
         self.server.log.info("uwsgi_reload: %s", message)
@@ -200,13 +205,14 @@ class GunicornReloader:
         state.remove_dead_instances(self.journal.folder)
         loadstats.install(self._on_load)
         entry = entrypoints.module_path(getattr(self.server.app, "app_uri", None) or "", sys.path)
-        if entry and not self._ignored(entry):
-            self.detector.extra.add(entry)
+        if entry:
+            self.detector.track([entry])
         self.detector.start()
+        self.gate.watch_tracked()
         self._keep_workers_alive_on_load_errors()
         thread = threading.Thread(
-            target=self.watcher.run,
-            args=(self.stop, self.config.period),
+            target=run_loop,
+            args=(self._tick, self.stop, self.config.period, self._warn),
             name="uwsgi_reload",
             daemon=True,  # ends with the arbiter
         )
@@ -223,7 +229,7 @@ class GunicornReloader:
         if os.getpid() == self.pid or not self.config.track_modules or self._ignored(path):
             return
         try:
-            self.journal.record_loaded(path, stat)
+            self._record(Loaded(path, stat))
         except OSError as error:
             if not self.journal_failed:  # once per worker; the worker serves on regardless
                 self.journal_failed = True
@@ -261,7 +267,7 @@ class GunicornReloader:
         try:
             for extension in extensions.discover():
                 files, globs = extension.watched()
-                self.journal.record(watch={"files": files, "globs": globs})
+                self._record(Watch(tuple(files), tuple(globs)))
         except Exception:
             self._warn(
                 "internal error while asking the framework what it watches (the app serves "
@@ -278,7 +284,7 @@ class GunicornReloader:
         )
         named = entrypoints.failure_files(SimpleNamespace(last_value=error, path=sys.path))
         files = {p: snapshot.stat_file(p) for p in named if not self._ignored(p)}
-        self.journal.record(failed=files)
+        self._record(Failed(files))
         body = (
             "The app failed to load. gunicorn keeps running; saving a fix reloads it "
             f"(uwsgi_reload).\n\n{text}"
@@ -294,36 +300,54 @@ class GunicornReloader:
 
     # -- in the arbiter's thread
 
-    def _merge(self) -> None:
-        for record in self.journal.read_new():
-            if "loaded" in record:
-                path, stat = record["loaded"]
-                self.detector.learn_loaded(path, tuple(stat))
-            if "watch" in record:
-                self._watch_framework_files(record["watch"])
-            for path, stat in record.get("failed", {}).items():
-                if path not in self.detector.baseline and path not in self.detector.extra:
-                    self.detector.extra.add(path)
-                    if stat:
-                        self.detector.learn(path, tuple(stat))
-        if not self.announced:
-            self.announced = True
-            settings = settings_line(self.config)
-            self._info(
-                f"reloading on: mode graceful (HUP), period {self.config.period}s, tracking "
-                f"{len(self.detector.tracked())} files under {self.config.base_dir} so far "
-                "(more as workers import modules)"
-            )
-            self._info(f"settings: {settings}")
-            if self.server.cfg.reload:
-                self._warn(
-                    "gunicorn's own reloader (--reload) is on too: turn it off, or each save "
-                    "restarts the workers twice and a failing import stops gunicorn"
-                )
+    def _record(self, record: records.Record) -> None:
+        self.journal.record(**records.encode(record))
 
-    def _watch_framework_files(self, watch: dict) -> None:
-        files = set(watch["files"]) - self.framework_files
-        globs = {tuple(pair) for pair in watch["globs"]} - self.framework_globs
+    def _tick(self) -> None:
+        for line in self.journal.read_new():
+            fact = records.decode(line)
+            if isinstance(fact, Watch):
+                self._watch_framework_files(fact)
+            elif isinstance(fact, (Loaded, Failed)):
+                records.merge(fact, self.detector, self.pipeline.syntax_gate)
+        if not self.announced:
+            self._announce()
+        if self.history and not self.pipeline.first_check_ns:
+            self.pipeline.first_check_ns = time.time_ns()  # the workers have started
+        decision = self.pipeline.tick()
+        for notice in self.detector.notices[len(self.reported) :]:
+            self.reported.append(notice)
+            self._warn(notice)
+        if decision.looping:
+            self._warn(loop_message(decision.looping, self.config.loop_guard, "gunicorn restarts"))
+        if decision.verdict is Verdict.RELOAD:
+            self._info(decision.describe("graceful reload (HUP)"))
+            os.kill(self.pid, signal.SIGHUP)
+            self.pipeline.reloaded(decision)
+            self.history.append(
+                ReloadRecord(time.time(), tuple(decision.changes.paths), decision.quick)
+            )
+            self.detector.started_ns = time.time_ns()  # a new generation of workers
+            self.pipeline.first_check_ns = 0
+
+    def _announce(self) -> None:
+        self.announced = True
+        backend = self.gate.name + (f" ({self.backend_note})" if self.backend_note else "")
+        self._info(
+            f"reloading on: mode graceful (HUP), period {self.config.period}s, backend "
+            f"{backend}, tracking {len(self.detector.tracked())} files under "
+            f"{self.config.base_dir} so far (more as workers import modules)"
+        )
+        self._info(f"settings: {settings_line(self.config)}")
+        if self.server.cfg.reload:
+            self._warn(
+                "gunicorn's own reloader (--reload) is on too: turn it off, or each save "
+                "restarts the workers twice and a failing import stops gunicorn"
+            )
+
+    def _watch_framework_files(self, watch: Watch) -> None:
+        files = set(watch.files) - self.framework_files
+        globs = set(watch.globs) - self.framework_globs
         if not files and not globs:
             return  # every worker, at every start, reports the same
         first = not (self.framework_files or self.framework_globs)
@@ -341,10 +365,6 @@ class GunicornReloader:
         unknown = [p for p in found if p not in self.detector.baseline]
         for path, stat in snapshot.take(unknown).items():
             self.detector.learn(path, stat)
-
-    def _reload(self, changes: Changes) -> None:
-        self._info(f"{changes.describe()} -> graceful reload (HUP)")
-        os.kill(self.pid, signal.SIGHUP)
 
 
 def on_starting(server: Any) -> None:

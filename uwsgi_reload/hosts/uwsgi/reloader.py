@@ -1,8 +1,9 @@
-"""The uWSGI wiring: read the ini, register the timer, reload.
+"""The uWSGI host: connects the pipeline to uWSGI's options, signals, log and reload.
 
-Imported only inside a uWSGI process (``import = uwsgi_reload``). Everything that
-decides what changed lives in :mod:`uwsgi_reload.detector`; this module only connects
-it to uWSGI's options, signals, log and reload calls.
+Imported only inside a uWSGI process (``import = uwsgi_reload``). What a change means
+is decided by :class:`uwsgi_reload.core.pipeline.Pipeline`; this module runs its tick
+from a uWSGI timer, shares what one worker learned with the others through the
+journal, and carries out the decision.
 """
 
 from __future__ import annotations
@@ -15,23 +16,21 @@ import traceback
 
 import uwsgi
 
-from uwsgi_reload.backends import events
-from uwsgi_reload.core import entrypoints, loadstats, loopguard, snapshot, syntax
-from uwsgi_reload.core.config import (
-    IMPORT_OPTIONS,
-    Config,
-    ConfigError,
-    load_uwsgi_config,
-    option_values,
-    settings_line,
-)
+from uwsgi_reload import backends, frameworks
+from uwsgi_reload.backends.gate import ScanGate
+from uwsgi_reload.core import entrypoints, loadstats
+from uwsgi_reload.core.config import Config, ConfigError, settings_line
 from uwsgi_reload.core.detector import Detector
-from uwsgi_reload.core.snapshot import Changes
-from uwsgi_reload.frameworks import Extension, discover
-from uwsgi_reload.hosts import state
-from uwsgi_reload.hosts.uwsgi import masterfifo, waker
+from uwsgi_reload.core.pipeline import Decision, Pipeline, Verdict, loop_message
+from uwsgi_reload.core.snapshot import Stat
+from uwsgi_reload.core.syntax import SyntaxGate
+from uwsgi_reload.hosts import records, state
+from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
+from uwsgi_reload.hosts.uwsgi import masterfifo, options, waker
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
+CHAIN_LOAD_WAIT = 30
+MONITORS = 48
 
 
 def log(message: str) -> None:
@@ -41,20 +40,10 @@ def log(message: str) -> None:
         uwsgi.log(f"uwsgi_reload: {line}")
 
 
-def requested() -> bool:
-    """True when the ini asks for us (``import = uwsgi_reload`` or a sibling option);
-    an app importing the library inside uWSGI does not switch reloading on."""
-    return any(
-        v.strip() == "uwsgi_reload"
-        for name in IMPORT_OPTIONS
-        for v in option_values(uwsgi.opt, name)
-    )
-
-
 def read_config() -> Config:
     # the master's pid is the truth about `master` however the option was spelled
-    options = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
-    return load_uwsgi_config(options, base_dir=os.getcwd())
+    opts = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
+    return options.load_uwsgi_config(opts, base_dir=os.getcwd())
 
 
 def _stop_server(config_error: ConfigError) -> None:
@@ -75,23 +64,26 @@ class UwsgiReloader:
         self.detector = Detector(config)
         folder = state.instance_dir(uwsgi.masterpid())
         self.history = state.History(folder)
-        # a new journal at each reload: chain and workers reloads keep the master (and
-        # its start time), and their new workers must not read the old "reloading"
+        # a new journal at each reload: chain reloads keep the master (and its start
+        # time), and their new workers must not read the old "reloading"
         self.journal = state.Journal(folder, f"{uwsgi.started_on}-{self.history.count()}")
-        self.fifo = config.fifo or next(iter(option_values(uwsgi.opt, "master-fifo")), "")
+        fifos = options.option_values(uwsgi.opt, "master-fifo")
+        self.fifo = config.fifo or next(iter(fifos), "")
         self.lazy = uwsgi.worker_id() > 0  # imported after the fork: lazy-apps
         self.announced = False  # once per generation, whichever worker checks first
         self.prepared = False  # once per process
         self.reloading = False
-        self.extensions: list[Extension] = []
-        self.syntax_gate = syntax.SyntaxGate(log)
+        self.frameworks: list[frameworks.Framework] = []
         self.broadcast_signum: int | None = None
         self.reported: set[str] = set()
-        self.slow_reported = False
-        self.first_check_ns = 0  # wall clock of this generation's first check
-        self.detector.extra.update(entrypoints.entry_files(uwsgi.opt, config.base_dir))
-        self.gate: events.EventGate | None = None
-        self.backend = "poll"
+        self.detector.track(options.entry_files(uwsgi.opt, config.base_dir))
+        backend, self.backend_note = backends.open_backend(
+            config.backend, [config.base_dir], self.detector.rules.excludes
+        )
+        self.gate = ScanGate(self.detector, backend, log)
+        self.pipeline = Pipeline(
+            self.detector, SyntaxGate(log), self.gate, history=self._reload_records
+        )
         self.fast_signum: int | None = None  # file monitors: check at once, not at the tick
         self.monitored: set[str] = set()
         self.wake_file = os.path.join(folder, "wake", "poke")
@@ -102,28 +94,24 @@ class UwsgiReloader:
             state.remove_dead_instances(self.journal.folder)
         loadstats.install(self._on_load)
         self.detector.start()
-        self._open_events()
+        self.gate.watch_tracked()
         self._register_signals()
 
-    def _open_events(self) -> None:
-        roots = [self.config.base_dir]
-        inotify_events, self.backend = events.open_events(self.config, roots)
-        if inotify_events is not None:
-            self.gate = events.EventGate(self.detector, inotify_events)
-            self.gate.watch_tracked()
-        else:
-            self.backend = f"poll ({self.backend})"
+    def _reload_records(self) -> list:
+        return records.reload_records(self.history.load())
 
-    def _on_load(self, path: str, stat: tuple) -> None:
+    def _on_load(self, path: str, stat: Stat) -> None:
         if not self.detector.is_trackable(path):
             return
         # After the fork, other workers must learn of a module only this one imported
         # (under lazy-apps, every worker loads the app itself: only later imports).
         if uwsgi.worker_id() > 0 and (self.prepared or not self.lazy):
-            self.journal.record_loaded(path, stat)
-        if self.gate is not None:
-            self.gate.watch_file(path)
-            self._monitor(os.path.dirname(path))
+            self._record(Loaded(path, stat))
+        self.gate.watch_file(path)
+        self._monitor(os.path.dirname(path))
+
+    def _record(self, record: records.Record) -> None:
+        self.journal.record(**records.encode(record))
 
     def _monitor(self, folder: str) -> None:
         """Ask the master to raise our check signal when ``folder`` changes, so a save
@@ -142,8 +130,7 @@ class UwsgiReloader:
         uwsgi.add_file_monitor(self.fast_signum, folder)
 
     def _register_signals(self) -> None:
-        wid = uwsgi.worker_id()
-        if wid == 0:
+        if uwsgi.worker_id() == 0:
             import uwsgidecorators
 
             uwsgidecorators.timer(self.config.period)(self.tick)
@@ -156,10 +143,10 @@ class UwsgiReloader:
                 uwsgi.register_signal(wake_signum, "subscribed", _ignore)
                 os.makedirs(os.path.dirname(self.wake_file), exist_ok=True)
                 uwsgi.add_file_monitor(wake_signum, os.path.dirname(self.wake_file))
-            if self.gate is not None:
+            if self.gate.name != "poll":
                 self.fast_signum = uwsgidecorators.get_free_signal()
                 uwsgi.register_signal(self.fast_signum, "", self.tick)
-                for folder in sorted(self.gate.events.watched()):
+                for folder in sorted(self.gate.backend.watched()):
                     self._monitor(folder)
             return
         # lazy-apps: we run in each worker after the fork. Each worker has its own
@@ -175,12 +162,13 @@ class UwsgiReloader:
         """The timer handler: never raises into uWSGI."""
         try:
             with self.journal.exclusive() as mine:
-                if mine and not self.reloading:
-                    self._check()
+                if not mine:
+                    return
+                self._check()
                 # A check in another worker, woken by the same save, found the lock
                 # taken and returned: events that came during this check are ours.
                 for _ in range(3):
-                    if not (mine and self.gate and not self.reloading and self.gate.pending()):
+                    if self.reloading or not self.gate.pending():
                         break
                     self._check()
         except Exception:
@@ -198,21 +186,17 @@ class UwsgiReloader:
 
     def _merge_journal(self) -> None:
         for record in self.journal.read_new():
-            for path, stat in record.get("baseline", {}).items():
-                self.detector.learn(path, tuple(stat) if stat else None)
-            if "loaded" in record:
-                path, stat = record["loaded"]
-                self.detector.learn_loaded(path, tuple(stat))
-            for path, stat in record.get("broken", {}).items():
-                self.syntax_gate.broken[path] = tuple(stat)
-            if "reloading" in record:
-                self.reloading = True
-            if "announced" in record:
+            fact = records.decode(record)
+            if isinstance(fact, (Loaded, Baseline, Broken)):
+                records.merge(fact, self.detector, self.pipeline.syntax_gate)
+            elif isinstance(fact, Reloading):
+                self.reloading = bool(fact.paths)  # no paths: the reload failed
+            elif isinstance(fact, Announced):
                 self.announced = True
-                self.first_check_ns = record["announced"]
-            if "apply" in record and record.get("pid") != os.getpid():
-                for extension in self.extensions:
-                    extension.handle(record["apply"])
+                self.pipeline.first_check_ns = fact.first_check_ns
+            elif isinstance(fact, Apply) and fact.pid != os.getpid():
+                for framework in self.frameworks:
+                    framework.handle(list(fact.paths))
 
     def _prepare(self) -> None:
         if self.prepared:
@@ -226,27 +210,37 @@ class UwsgiReloader:
             self.detector.track_failure_files(failure)
         # The files of the change that caused the last reload stay tracked, so that
         # restoring a deleted module brings the app back.
-        for entry in self.history.load()[-1:]:
-            self.detector.track_failure_files(entry[1])
+        for record in self._reload_records()[-1:]:
+            self.detector.track_failure_files(record.paths)
         self.detector.ignore(self.history.suppressed())
-        for extension in discover():
-            self.extensions.append(extension)
-            self.detector.add_provider(extension.files)
-            if self.gate is not None and hasattr(extension, "folders"):
-                self.gate.extra_roots.update(extension.folders())
+        for framework in frameworks.discover():
+            self.frameworks.append(framework)
+            self.detector.add_provider(framework.files)
+            self.gate.extra_roots.update(framework.folders())
+        if self.broadcast_signum is not None:  # it reaches every worker
+            self.pipeline.appliers = list(self.frameworks)
 
     def _announce(self) -> None:
-        tracked = self.detector.tracked()
-        names = ", ".join(e.name for e in self.extensions) or "none"
-        settings = settings_line(self.config)
-        log(
-            f"reloading on: mode {self.config.mode}, period {self.config.period}s, "
-            f"backend {self.backend}, tracking {len(tracked)} files under "
-            f"{self.config.base_dir}, extensions: {names}"
-        )
-        log(f"settings: {settings}")
+        now_ns = time.time_ns()
+        self.pipeline.first_check_ns = now_ns
         self.announced = True
-        self.journal.record(announced=self.first_check_ns)
+        self._record(Announced(now_ns))
+        if self.history.first_time("banner"):
+            tracked = self.detector.tracked()
+            names = ", ".join(f.name for f in self.frameworks) or "none"
+            backend = self.gate.name + (f" ({self.backend_note})" if self.backend_note else "")
+            log(
+                f"reloading on: mode {self.config.mode}, period {self.config.period}s, "
+                f"backend {backend}, tracking {len(tracked)} files under "
+                f"{self.config.base_dir}, extensions: {names}"
+            )
+            log(f"settings: {settings_line(self.config)}")
+            return
+        last = self._reload_records()[-1:]
+        if last and self.history.first_time(f"serving {self.history.count()}"):
+            log(f"new code serving, {max(now_ns / 1e9 - last[0].time, 0):.2f} s after the save")
+        else:
+            log("new code serving (uWSGI reloaded, not for a save)")
 
     def _check(self) -> None:
         self._merge_journal()
@@ -254,109 +248,65 @@ class UwsgiReloader:
             return
         self._prepare()
         if not self.announced:
-            self.first_check_ns = time.time_ns()
             self._announce()
         if self.config.mode == "chain" and self._chain_running():
-            return
-        if self.gate is not None and not self.gate.needs_scan():
             return
         for error in loadstats.listener_errors:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
-        started = time.monotonic()
-        changes = self.detector.check()
-        self._report_notices(time.monotonic() - started)
-        if not changes:
-            return
-        changes, current = self.detector.settle()
-        if not changes:
-            self.detector.accept(current)
-            return
-        self._act(changes, current)
+        decision = self.pipeline.tick()
+        self._report_notices()
+        self._carry_out(decision)
 
-    def _report_notices(self, took: float) -> None:
-        if took > 0.25 * self.config.period and not self.slow_reported:
-            self.slow_reported = True
-            self.detector.notices.append(
-                f"a check took {took:.2f}s for {len(self.detector.baseline)} files, more than "
-                f"a quarter of the period ({self.config.period}s): narrow "
-                "uwsgi-reload-include, add uwsgi-reload-exclude globs, or raise the period"
-            )
+    def _report_notices(self) -> None:
         for notice in self.detector.notices:
             if notice not in self.reported:
                 self.reported.add(notice)
                 if self.history.first_time(notice):
                     log(notice)
 
-    def _accept(self, current: dict) -> None:
-        """Make ``current`` the baseline here and in every other worker."""
-        changed = snapshot.diff(self.detector.baseline, current)
-        self.journal.record_baseline({p: current.get(p) for p in changed.paths})
-        self.detector.accept(current)
-
-    def _act(self, changes: Changes, current: dict) -> None:
-        if self.config.check_syntax and self.syntax_gate.holds(changes, current):
-            self.journal.record(broken=self.syntax_gate.broken)
-            self._accept(current)
-            return
-        handled: set[str] = set()
-        for extension in self.extensions:
-            handled |= extension.handle(changes.paths)
-        if handled and handled >= set(changes.paths) and self.broadcast_signum is not None:
-            self._accept(current)
-            self.journal.record(apply=changes.paths, pid=os.getpid())
+    def _carry_out(self, decision: Decision) -> None:
+        if decision.accepted:
+            self._record(Baseline(dict(decision.accepted)))
+        if decision.verdict is Verdict.HELD:
+            self._record(Broken(dict(self.pipeline.syntax_gate.broken)))
+        if decision.looping:
+            self.history.suppress(set(decision.looping))
+            log(loop_message(decision.looping, self.config.loop_guard, "uWSGI is restarted"))
+        if decision.verdict is Verdict.APPLIED:
+            self._record(Apply(tuple(decision.changes.paths), os.getpid()))
             uwsgi.signal(self.broadcast_signum)
-            names = ", ".join(e.name for e in self.extensions)
-            log(f"{changes.describe()} -> applied by {names} in every worker, no reload")
-            return
-        self._reload(changes, current)
+            log(decision.describe(""))
+            log(f"new code serving, {_since_save(decision):.2f} s after the save")
+        elif decision.verdict is Verdict.RELOAD:
+            self._reload(decision)
 
-    def _loop_guard(self, changes: Changes, current: dict) -> tuple[Changes, bool]:
-        """Drop from ``changes`` the files the app rewrites at every start. Also says
-        whether this change came right after the start (for the history)."""
-        quick = loopguard.written_while_starting(
-            changes, current, self.detector.started_ns, self.first_check_ns
-        )
-        looping = loopguard.looping_paths(
-            [*self.history.load(), [time.time(), changes.paths, quick]], self.config.loop_guard
-        )
-        if not looping:
-            return changes, quick
-        self.history.suppress(looping)
-        self.detector.ignore(looping)
-        self._accept(current)
-        n = self.config.loop_guard
-        log(
-            f"loop guard: {', '.join(sorted(looping))} was written during each of the last "
-            f"{n} starts: the app seems to write it while it starts. Not reloading for it "
-            "until uWSGI is restarted. Keep such files out of tracked folders, or add them "
-            "to uwsgi-reload-exclude (uwsgi-reload-loop-guard = 0 turns this guard off)."
-        )
-        rest = Changes(
-            changes.added - looping, changes.modified - looping, changes.deleted - looping
-        )
-        return rest, False
-
-    def _reload(self, changes: Changes, current: dict) -> None:
-        changes, quick = self._loop_guard(changes, current)
-        if not changes:
-            return
-        log(f"{changes.describe()} -> {self.config.mode} reload")
-        self.history.add(changes.paths, quick)
+    def _reload(self, decision: Decision) -> None:
+        log(decision.describe(f"{self.config.mode} reload"))
+        # Recorded before the reload is asked for: the master's stop signal ends this
+        # worker at once when it is between requests, which it is while running this.
+        self.history.add(decision.changes.paths, decision.quick, now=_saved_at(decision))
         self.reloading = True
-        self.journal.record(reloading=changes.paths)
+        self._record(Reloading(tuple(decision.changes.paths)))
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
-        # Before the reload: the master's stop signal ends this worker at once when it
-        # is between requests, which it is while running this handler.
         poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
         waker.spawn(poke, old_workers)
-        if self.config.mode == "chain":
-            # one worker at a time, master untouched; needs lazy-apps (checked at start)
-            # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
-            self.history.set_chain(old_workers)
-            masterfifo.write(self.fifo, b"c")
-        else:
+        if self.config.mode != "chain":
             uwsgi.reload()
+            return
+        # one worker at a time, master untouched; needs lazy-apps (checked at start)
+        # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
+        self.history.set_chain(old_workers)
+        try:
+            masterfifo.write(self.fifo, b"c")
+        except OSError as error:
+            self.history.set_chain([])
+            self.reloading = False
+            self._record(Reloading(()))
+            log(
+                f"cannot ask for the chain reload: writing 'c' to the master FIFO {self.fifo} "
+                f"failed ({error.strerror or error}); the next save tries again"
+            )
 
     def _chain_running(self) -> bool:
         """A chain reload replaces the workers of the last one, one by one, each only
@@ -373,8 +323,14 @@ class UwsgiReloader:
         )
 
 
-CHAIN_LOAD_WAIT = 30
-MONITORS = 48
+def _saved_at(decision: Decision) -> float:
+    """When the change was saved: the newest modification time among its files."""
+    written = [decision.current[p][0] for p in decision.changes.paths if p in decision.current]
+    return max(written) / 1e9 if written else time.time()
+
+
+def _since_save(decision: Decision) -> float:
+    return max(time.time() - _saved_at(decision), 0.0)
 
 
 def _ignore(signum: int) -> None:
@@ -384,7 +340,7 @@ def _ignore(signum: int) -> None:
 def activate() -> None:
     """Switch reloading on in this uWSGI process. Configuration errors stop uWSGI;
     an internal error is logged loudly and leaves the app serving without reloading."""
-    if not requested():
+    if not options.requested(uwsgi.opt):
         return
     try:
         config = read_config()

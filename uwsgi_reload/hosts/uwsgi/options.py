@@ -1,0 +1,137 @@
+"""Reading uWSGI's options: is ``uwsgi_reload`` imported, which files are the app's
+entry points, and do the options around us fit our configuration. Pure: takes
+``uwsgi.opt`` inside the server, or a parsed ini for ``uwsgi-reload check``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Mapping
+
+from uwsgi_reload.core import sources
+from uwsgi_reload.core.config import (
+    FALSE_WORDS,
+    Config,
+    ConfigError,
+    Problem,
+    RawValue,
+    check_includes,
+    option_text,
+    parse_config,
+)
+from uwsgi_reload.core.entrypoints import module_path
+
+# uWSGI options that import a Python module: `import = uwsgi_reload` or a sibling
+IMPORT_OPTIONS = (
+    "import",
+    "pyimport",
+    "py-import",
+    "python-import",
+    "shared-import",
+    "shared-pyimport",
+    "shared-py-import",
+    "shared-python-import",
+)
+
+
+FILE_OPTIONS = ("wsgi-file", "file", "eval-file")
+MODULE_OPTIONS = ("module", "wsgi")
+
+
+def option_values(options: Mapping[str, RawValue], name: str) -> list[str]:
+    """Every value of a uWSGI option that may be repeated (``import``, ``mount``), as
+    text; none for a missing option or a bare flag."""
+    value = options.get(name)
+    if value is None or value is True:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _flag(options: Mapping[str, RawValue], *names: str) -> bool:
+    for name in names:
+        value = options.get(name)
+        if value is not None and option_text(value).lower() not in ("", *FALSE_WORDS):
+            return True
+    return False
+
+
+def requested(options: Mapping[str, RawValue]) -> bool:
+    """True when the options import us (``import = uwsgi_reload`` or a sibling)."""
+    return any(
+        value.strip() == "uwsgi_reload"
+        for name in IMPORT_OPTIONS
+        for value in option_values(options, name)
+    )
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def entry_files(options: Mapping, base_dir: str) -> set[str]:
+    files = set()
+    for name in FILE_OPTIONS:
+        files.update(sources.absolute(v, base_dir) for v in option_values(options, name))
+    for value in option_values(options, "mount"):
+        target = value.split("=", 1)[-1]
+        if target.endswith(".py"):
+            files.add(sources.absolute(target, base_dir))
+    for name in MODULE_OPTIONS:
+        for value in option_values(options, name):
+            path = module_path(value, [base_dir, *sys.path])
+            if path:
+                files.add(path)
+    return files
+
+
+def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list[Problem]:
+    """Problems with how the uWSGI options around us fit ``config`` (pure: ``options``
+    is ``uwsgi.opt`` inside the server, or a parsed ini for ``uwsgi-reload check``)."""
+    problems = check_includes(config)
+    if not _flag(options, "master"):
+        problems.append(
+            Problem(
+                "uwsgi_reload needs the uWSGI master (its timers run there): "
+                "add `master = true` to the [uwsgi] section"
+            )
+        )
+    lazy = _flag(options, "lazy-apps", "lazy")
+    if config.mode == "chain" and not lazy:
+        problems.append(
+            Problem(
+                f"{{mode}} = {config.mode} needs `lazy-apps = true` (without it workers are "
+                "forked from the master and keep the old code): add it, or use mode graceful"
+            )
+        )
+    if config.mode == "chain" and not (config.fifo or options.get("master-fifo")):
+        problems.append(Problem(f"{{mode}} = {config.mode} needs `master-fifo = PATH` in the ini"))
+    fifos = option_values(options, "master-fifo")
+    if config.fifo and fifos and config.fifo not in fifos:
+        problems.append(
+            Problem(
+                f"{{fifo}} = {config.fifo!r} is not a master FIFO of this server: expected "
+                "one of its `master-fifo` paths (" + ", ".join(fifos) + "), or no {fifo}"
+            )
+        )
+    elif config.fifo and not fifos and not _is_fifo(config.fifo):
+        problems.append(
+            Problem(
+                f"{{fifo}} = {config.fifo!r} is not a FIFO: expected the path of the master "
+                "FIFO uWSGI was started with (`master-fifo`)"
+            )
+        )
+    return problems
+
+
+def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
+    """Parse and check everything; raise :class:`ConfigError` listing all problems."""
+    config = parse_config(options, base_dir)
+    problems = check_uwsgi_options(config, options)
+    if problems:
+        raise ConfigError(problems)
+    return config
