@@ -255,7 +255,7 @@ class Detector:
 
     def accept(self, current: dict[str, Stat]) -> None:
         """Make ``current`` the baseline (after a change was handled without reload)."""
-        self.baseline = dict(current)
+        self.baseline = {p: s for p, s in current.items() if p not in self.ignored}
         self._edits += 1
         self._known |= current.keys()
 

@@ -133,7 +133,12 @@ class UwsgiReloader:
         if uwsgi.worker_id() == 0:
             import uwsgidecorators
 
-            uwsgidecorators.timer(self.config.period)(self.tick)
+            check_signum = uwsgidecorators.get_free_signal()
+            uwsgi.register_signal(check_signum, "", self.tick)
+            uwsgi.add_timer(check_signum, self.config.period)
+            # The generation's first check runs as soon as a worker serves, not up to a
+            # period later: the loop guard's "while starting" ends there.
+            uwsgidecorators.postfork(lambda: _first_worker_checks(check_signum))
             # Changes a framework applies without a restart must reach every worker.
             self.broadcast_signum = uwsgidecorators.get_free_signal()
             uwsgi.register_signal(self.broadcast_signum, "workers", self.on_broadcast)
@@ -157,6 +162,7 @@ class UwsgiReloader:
         uwsgi.register_signal(LAZY_SIGNAL, "", self.tick)
         if not known and self.history.first_time(f"timer {uwsgi.started_on}"):
             uwsgi.add_timer(LAZY_SIGNAL, self.config.period)
+        _first_worker_checks(LAZY_SIGNAL)  # handled once a worker has loaded the app
 
     def tick(self, signum: int = 0) -> None:
         """The timer handler: never raises into uWSGI."""
@@ -331,6 +337,11 @@ def _saved_at(decision: Decision) -> float:
 
 def _since_save(decision: Decision) -> float:
     return max(time.time() - _saved_at(decision), 0.0)
+
+
+def _first_worker_checks(signum: int) -> None:
+    if uwsgi.worker_id() == 1:
+        uwsgi.signal(signum)
 
 
 def _ignore(signum: int) -> None:
