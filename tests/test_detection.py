@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from uwsgi_reload.core import entrypoints, sources, syntax
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import MIXED, Detector, settle
-from uwsgi_reload.core.snapshot import Changes, diff, stat_file, take
+from uwsgi_reload.core.snapshot import Changes, FileStat, diff, stat_file, take
 
 
 def touch(path: Path, text: str = "x") -> Path:
@@ -135,7 +135,15 @@ def test_rename_over_save_is_a_modification_even_with_same_mtime_and_size(tmp_pa
     assert diff(before, take([str(target)])).modified == {str(target)}
 
 
-stats = st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 3))
+stats = st.builds(
+    FileStat,
+    st.integers(0, 5),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.sampled_from([0, 0o644]),
+    st.just(0),
+    st.just(0),
+)
 snapshots = st.dictionaries(st.sampled_from("abcdefgh"), stats, max_size=8)
 
 
@@ -175,6 +183,10 @@ def detector_for(tmp_path: Path, modules=(), load_stats=None, **config) -> Detec
     )
 
 
+def a_stat(mtime_ns: int) -> FileStat:
+    return FileStat(mtime_ns, size=1, ino=1, mode=0o644, uid=0, gid=0)
+
+
 def module(path: Path) -> types.ModuleType:
     mod = types.ModuleType(path.stem)
     mod.__file__ = str(path)
@@ -207,8 +219,8 @@ def test_two_processes_loading_two_versions_is_a_change(tmp_path):
     path = touch(tmp_path / "m.py")
     detector = detector_for(tmp_path)
     detector.start()
-    detector.learn_loaded(str(path), (1, 1, 1))
-    detector.learn_loaded(str(path), (2, 1, 1))
+    detector.learn_loaded(str(path), a_stat(1))
+    detector.learn_loaded(str(path), a_stat(2))
     assert detector.baseline[str(path)] == MIXED
     assert detector.check().modified == {str(path)}
 
@@ -333,9 +345,9 @@ def test_settle_ends_quiet_or_at_max_delay_and_sees_the_final_state(writes, dela
 
     def scan() -> dict:
         done = sum(1 for t in write_times if t <= time_.now)
-        return {"f": (done, 0, 0)}
+        return {"f": a_stat(done)}
 
-    changes, state = settle(scan, {"f": (-1, 0, 0)}, delay, max_delay, time_.clock, time_.sleep)
+    changes, state = settle(scan, {"f": a_stat(-1)}, delay, max_delay, time_.clock, time_.sleep)
     elapsed = time_.now
     assert elapsed <= max_delay + 0.06
     assert changes.modified == {"f"}
@@ -344,7 +356,7 @@ def test_settle_ends_quiet_or_at_max_delay_and_sees_the_final_state(writes, dela
         # it stopped because it was quiet: no write in the last `delay` seconds
         assert not [t for t in write_times if elapsed - delay + 1e-9 < t <= elapsed]
     if not pending:
-        assert state == {"f": (len(write_times), 0, 0)}
+        assert state == {"f": a_stat(len(write_times))}
 
 
 def test_settle_without_delay_scans_once():
@@ -411,7 +423,7 @@ def test_import_outside_uwsgi_starts_nothing():
 def test_settle_counts_quiet_time_from_the_newest_mtime():
     time_ = FakeTime()
     saved_at = 100.0  # wall clock: saved 0.5 s before the check
-    state = {"f": (int(saved_at * 1e9), 1, 1)}
+    state = {"f": a_stat(int(saved_at * 1e9))}
     changes, _ = settle(
         lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: saved_at + 0.5
     )
@@ -420,7 +432,7 @@ def test_settle_counts_quiet_time_from_the_newest_mtime():
 
 def test_settle_ignores_mtimes_from_the_future():
     time_ = FakeTime()
-    state = {"f": (int(200 * 1e9), 1, 1)}
+    state = {"f": a_stat(int(200 * 1e9))}
     settle(lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: 100.0)
     assert 0.3 <= time_.now < 0.4
 

@@ -298,14 +298,14 @@ class GunicornReloader:
         for record in self.journal.read_new():
             if "loaded" in record:
                 path, stat = record["loaded"]
-                self.detector.learn_loaded(path, tuple(stat))
+                self.detector.learn_loaded(path, snapshot.from_record(stat))
             if "watch" in record:
                 self._watch_framework_files(record["watch"])
             for path, stat in record.get("failed", {}).items():
                 if path not in self.detector.baseline and path not in self.detector.extra:
                     self.detector.extra.add(path)
                     if stat:
-                        self.detector.learn(path, tuple(stat))
+                        self.detector.learn(path, snapshot.from_record(stat))
         if not self.announced:
             self.announced = True
             settings = settings_line(self.config)

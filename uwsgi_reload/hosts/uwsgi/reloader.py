@@ -199,12 +199,12 @@ class UwsgiReloader:
     def _merge_journal(self) -> None:
         for record in self.journal.read_new():
             for path, stat in record.get("baseline", {}).items():
-                self.detector.learn(path, tuple(stat) if stat else None)
+                self.detector.learn(path, snapshot.from_record(stat) if stat else None)
             if "loaded" in record:
                 path, stat = record["loaded"]
-                self.detector.learn_loaded(path, tuple(stat))
+                self.detector.learn_loaded(path, snapshot.from_record(stat))
             for path, stat in record.get("broken", {}).items():
-                self.syntax_gate.broken[path] = tuple(stat)
+                self.syntax_gate.broken[path] = snapshot.from_record(stat)
             if "reloading" in record:
                 self.reloading = True
             if "announced" in record:
