@@ -400,15 +400,6 @@ def test_entry_files_from_options(tmp_path):
     assert files == {str(tmp_path / "app.py"), str(tmp_path / "pkg" / "wsgi.py")}
 
 
-def test_syntax_errors_name_file_and_line(tmp_path):
-    good = touch(tmp_path / "good.py", "x = 1\n")
-    bad = touch(tmp_path / "bad.py", "x = 1\ndef f(:\n")
-    other = touch(tmp_path / "t.html", "def f(:")
-    errors = syntax.syntax_errors([str(good), str(bad), str(other), str(tmp_path / "gone.py")])
-    assert list(errors) == [str(bad)]
-    assert errors[str(bad)].startswith(f"{bad}:2: SyntaxError")
-
-
 def test_import_outside_uwsgi_starts_nothing():
     code = (
         "import threading, uwsgi_reload\n"
