@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -255,6 +256,32 @@ def test_failure_files_written_after_start_count_as_changed(tmp_path):
     assert detector.check().modified == {str(fixed)}
     appears = touch(tmp_path / "appears.py")
     assert str(appears) in detector.check().added
+
+
+def test_failure_file_made_readable_after_start_counts_as_changed(tmp_path):
+    """A module the load could not read, fixed with chmod alone between the failed
+    load and the first check: its mtime is old, its ctime is not."""
+    unreadable = touch(tmp_path / "greeting.py")
+    untouched = touch(tmp_path / "other.py")
+    os.chmod(unreadable, 0)
+    detector = detector_for(tmp_path)
+    detector.start()
+    detector.started_ns = os.stat(unreadable).st_ctime_ns  # the load failed after that
+    deadline = time.monotonic() + 5
+    while os.stat(unreadable).st_ctime_ns <= detector.started_ns:  # coarse kernel clock
+        assert time.monotonic() < deadline, "ctime did not move"
+        os.chmod(unreadable, 0o644)
+    detector.track_failure_files([str(unreadable), str(untouched)])
+    assert detector.check().modified == {str(unreadable)}
+
+
+def test_failure_files_include_the_file_an_import_could_not_read(tmp_path):
+    fake_sys = types.SimpleNamespace(path=[str(tmp_path)])
+    try:  # what importlib's get_data raises for a module it may not read
+        raise PermissionError(13, "Permission denied", str(tmp_path / "greeting.py"))
+    except PermissionError as error:
+        fake_sys.last_value = error
+    assert str(tmp_path / "greeting.py") in entrypoints.failure_files(fake_sys)
 
 
 def test_provider_files_are_baselined_when_added(tmp_path):

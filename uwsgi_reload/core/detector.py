@@ -155,8 +155,8 @@ class Detector:
             self.extra.add(path)
             self._known.add(path)
             stat = snapshot.stat_file(path)
-            if stat is not None and stat.mtime_ns > self.started_ns:
-                self.baseline[path] = MIXED  # written after the failed load: a change
+            if stat is not None and snapshot.changed_since(path, self.started_ns):
+                self.baseline[path] = MIXED  # written or chmod-ed after the failed load
             elif stat is not None:
                 self.baseline.setdefault(path, stat)
 

@@ -51,6 +51,18 @@ def stat_file(path: str) -> FileStat | None:
     return file_stat(st)
 
 
+def changed_since(path: str, ns: int) -> bool:
+    """True when the content or the metadata (mode, owner) of ``path`` changed after
+    ``ns`` (a time.time_ns()). Uses ctime, which a chmod or chown moves and mtime does
+    not; a rename moves it too, which is fine for the callers: files a failed load
+    named, where one reload too many costs nothing."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return max(st.st_mtime_ns, st.st_ctime_ns) > ns
+
+
 def take(paths: Iterable[str]) -> dict[str, FileStat]:
     """Stat every path; missing ones are left out, so they show as deleted in a diff."""
     snapshot = {}
