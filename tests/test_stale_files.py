@@ -63,7 +63,7 @@ class Latencies:
 
 
 def test_a_huge_generated_module_reloads_without_stalling_the_worker(tmp_path, uwsgi_server):
-    """A 6 MB generated file took the only worker 5 s (and 700 MB) to compile before
+    """A 6 MB generated file took the only worker 3-5 s (and 700 MB) to compile before
     the reload; over 1 MB it is now reloaded unchecked, and the log says so."""
     make_app(tmp_path)
     write(tmp_path / "generated.py", "VALUE = 0\n")
@@ -95,8 +95,9 @@ def test_a_huge_generated_module_reloads_without_stalling_the_worker(tmp_path, u
         )
         == 1
     ), server.explain("the log must say the big file was not checked, once")
-    assert decided < 4, server.explain(f"the reload was decided {decided:.2f}s after the save")
-    assert worst < 3, server.explain(f"a request waited {worst:.2f}s before the reload")
+    # Before the fix, here: decided 3.2 s after the save, a request waited 3.3 s.
+    assert decided < 3, server.explain(f"the reload was decided {decided:.2f}s after the save")
+    assert worst < 2, server.explain(f"a request waited {worst:.2f}s before the reload")
 
 
 def test_deep_nesting_is_held_with_one_line(tmp_path, uwsgi_server):
