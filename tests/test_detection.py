@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import types
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from uwsgi_reload.core import entrypoints, sources, syntax
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import MIXED, Detector, settle
-from uwsgi_reload.core.snapshot import Changes, diff, stat_file, take
+from uwsgi_reload.core.snapshot import Changes, FileStat, diff, stat_file, take
 from uwsgi_reload.hosts.uwsgi import options
 
 
@@ -136,7 +137,15 @@ def test_rename_over_save_is_a_modification_even_with_same_mtime_and_size(tmp_pa
     assert diff(before, take([str(target)])).modified == {str(target)}
 
 
-stats = st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 3))
+stats = st.builds(
+    FileStat,
+    st.integers(0, 5),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.sampled_from([0, 0o644]),
+    st.just(0),
+    st.just(0),
+)
 snapshots = st.dictionaries(st.sampled_from("abcdefgh"), stats, max_size=8)
 
 
@@ -176,6 +185,10 @@ def detector_for(tmp_path: Path, modules=(), load_stats=None, **config) -> Detec
     )
 
 
+def a_stat(mtime_ns: int) -> FileStat:
+    return FileStat(mtime_ns, size=1, ino=1, mode=0o644, uid=0, gid=0)
+
+
 def module(path: Path) -> types.ModuleType:
     mod = types.ModuleType(path.stem)
     mod.__file__ = str(path)
@@ -208,8 +221,8 @@ def test_two_processes_loading_two_versions_is_a_change(tmp_path):
     path = touch(tmp_path / "m.py")
     detector = detector_for(tmp_path)
     detector.start()
-    detector.learn_loaded(str(path), (1, 1, 1))
-    detector.learn_loaded(str(path), (2, 1, 1))
+    detector.learn_loaded(str(path), a_stat(1))
+    detector.learn_loaded(str(path), a_stat(2))
     assert detector.baseline[str(path)] == MIXED
     assert detector.check().modified == {str(path)}
 
@@ -244,6 +257,32 @@ def test_failure_files_written_after_start_count_as_changed(tmp_path):
     assert detector.check().modified == {str(fixed)}
     appears = touch(tmp_path / "appears.py")
     assert str(appears) in detector.check().added
+
+
+def test_failure_file_made_readable_after_start_counts_as_changed(tmp_path):
+    """A module the load could not read, fixed with chmod alone between the failed
+    load and the first check: its mtime is old, its ctime is not."""
+    unreadable = touch(tmp_path / "greeting.py")
+    untouched = touch(tmp_path / "other.py")
+    os.chmod(unreadable, 0)
+    detector = detector_for(tmp_path)
+    detector.start()
+    detector.started_ns = os.stat(unreadable).st_ctime_ns  # the load failed after that
+    deadline = time.monotonic() + 5
+    while os.stat(unreadable).st_ctime_ns <= detector.started_ns:  # coarse kernel clock
+        assert time.monotonic() < deadline, "ctime did not move"
+        os.chmod(unreadable, 0o644)
+    detector.track_failure_files([str(unreadable), str(untouched)])
+    assert detector.check().modified == {str(unreadable)}
+
+
+def test_failure_files_include_the_file_an_import_could_not_read(tmp_path):
+    fake_sys = types.SimpleNamespace(path=[str(tmp_path)])
+    try:  # what importlib's get_data raises for a module it may not read
+        raise PermissionError(13, "Permission denied", str(tmp_path / "greeting.py"))
+    except PermissionError as error:
+        fake_sys.last_value = error
+    assert str(tmp_path / "greeting.py") in entrypoints.failure_files(fake_sys)
 
 
 def test_provider_files_are_baselined_when_added(tmp_path):
@@ -334,9 +373,9 @@ def test_settle_ends_quiet_or_at_max_delay_and_sees_the_final_state(writes, dela
 
     def scan() -> dict:
         done = sum(1 for t in write_times if t <= time_.now)
-        return {"f": (done, 0, 0)}
+        return {"f": a_stat(done)}
 
-    changes, state = settle(scan, {"f": (-1, 0, 0)}, delay, max_delay, time_.clock, time_.sleep)
+    changes, state = settle(scan, {"f": a_stat(-1)}, delay, max_delay, time_.clock, time_.sleep)
     elapsed = time_.now
     assert elapsed <= max_delay + 0.06
     assert changes.modified == {"f"}
@@ -345,7 +384,7 @@ def test_settle_ends_quiet_or_at_max_delay_and_sees_the_final_state(writes, dela
         # it stopped because it was quiet: no write in the last `delay` seconds
         assert not [t for t in write_times if elapsed - delay + 1e-9 < t <= elapsed]
     if not pending:
-        assert state == {"f": (len(write_times), 0, 0)}
+        assert state == {"f": a_stat(len(write_times))}
 
 
 def test_settle_without_delay_scans_once():
@@ -389,15 +428,6 @@ def test_entry_files_from_options(tmp_path):
     assert files == {str(tmp_path / "app.py"), str(tmp_path / "pkg" / "wsgi.py")}
 
 
-def test_syntax_errors_name_file_and_line(tmp_path):
-    good = touch(tmp_path / "good.py", "x = 1\n")
-    bad = touch(tmp_path / "bad.py", "x = 1\ndef f(:\n")
-    other = touch(tmp_path / "t.html", "def f(:")
-    errors = syntax.syntax_errors([str(good), str(bad), str(other), str(tmp_path / "gone.py")])
-    assert list(errors) == [str(bad)]
-    assert errors[str(bad)].startswith(f"{bad}:2: SyntaxError")
-
-
 def test_import_outside_uwsgi_starts_nothing():
     code = (
         "import threading, uwsgi_reload\n"
@@ -412,7 +442,7 @@ def test_import_outside_uwsgi_starts_nothing():
 def test_settle_counts_quiet_time_from_the_newest_mtime():
     time_ = FakeTime()
     saved_at = 100.0  # wall clock: saved 0.5 s before the check
-    state = {"f": (int(saved_at * 1e9), 1, 1)}
+    state = {"f": a_stat(int(saved_at * 1e9))}
     changes, _ = settle(
         lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: saved_at + 0.5
     )
@@ -421,7 +451,7 @@ def test_settle_counts_quiet_time_from_the_newest_mtime():
 
 def test_settle_ignores_mtimes_from_the_future():
     time_ = FakeTime()
-    state = {"f": (int(200 * 1e9), 1, 1)}
+    state = {"f": a_stat(int(200 * 1e9))}
     settle(lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: 100.0)
     assert 0.3 <= time_.now < 0.4
 

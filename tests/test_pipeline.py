@@ -148,4 +148,3 @@ def test_a_save_after_the_first_check_is_never_quick(tmp_path):
     save(tmp_path / "app.py", "x = 6\n")
     decision = pipeline.tick()
     assert decision.verdict is Verdict.RELOAD and not decision.quick and not decision.looping
-

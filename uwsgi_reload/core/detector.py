@@ -18,7 +18,7 @@ from uwsgi_reload.core.snapshot import Changes, Stat
 INCLUDE_LIMIT = 20_000
 
 # A baseline no file can have: the processes loaded different versions of the file.
-MIXED: Stat = (0, -1, 0)
+MIXED: Stat = Stat(mtime_ns=0, size=-1, ino=0, mode=0, uid=0, gid=0)
 
 # An idle check stats the files of the last full check when nothing that decides the
 # tracked set has changed since; every REBUILD_EVERY-th check is a full one anyway.
@@ -94,7 +94,7 @@ class Detector:
             # Found at the first check of each process (a framework is set up after our
             # import), so a file written since the start counts as changed: a worker
             # finding it after a save must not take the saved state as its baseline.
-            self.baseline[path] = MIXED if stat[0] > self.started_ns else stat
+            self.baseline[path] = MIXED if stat.mtime_ns > self.started_ns else stat
 
     def track(self, paths: Iterable[str]) -> None:
         """Track these files from now on (the app's entry files, named by the server's
@@ -170,8 +170,8 @@ class Detector:
             self.extra.add(path)
             self._known.add(path)
             stat = snapshot.stat_file(path)
-            if stat is not None and stat[0] > self.started_ns:
-                self.baseline[path] = MIXED  # written after the failed load: a change
+            if stat is not None and snapshot.changed_since(path, self.started_ns):
+                self.baseline[path] = MIXED  # written or chmod-ed after the failed load
             elif stat is not None:
                 self.baseline.setdefault(path, stat)
 
@@ -297,7 +297,7 @@ def settle(
     quiet_since = started
     if wall is not None:
         changed = snapshot.diff(baseline, state)
-        mtimes = [state[p][0] for p in changed.added | changed.modified]
+        mtimes = [state[p].mtime_ns for p in changed.added | changed.modified]
         if mtimes and not changed.deleted:
             age = wall() - max(mtimes) / 1e9
             if age > 0:

@@ -30,7 +30,7 @@ def failure_files(system: ModuleType = sys) -> list[str]:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         filename = getattr(error, "filename", None)
-        if isinstance(error, SyntaxError) and isinstance(filename, str):
+        if isinstance(error, (SyntaxError, OSError)) and isinstance(filename, str):
             files.append(filename)
         for frame in traceback.extract_tb(error.__traceback__):
             files.append(frame.filename)

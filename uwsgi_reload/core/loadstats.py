@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from importlib.machinery import SourceFileLoader
 
-from uwsgi_reload.core.snapshot import Stat
+from uwsgi_reload.core.snapshot import Stat, file_stat
 
 Listener = Callable[[str, Stat], None]
 
@@ -26,7 +26,7 @@ _listener: Listener | None = None
 
 def _path_stats(self: SourceFileLoader, path: str) -> dict:
     st = os.stat(path)
-    stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+    stat = file_stat(st)
     key = os.path.normpath(path)
     _recorded[key] = stat
     if _listener is not None:

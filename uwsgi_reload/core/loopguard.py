@@ -34,7 +34,7 @@ def written_while_starting(
 ) -> bool:
     """True when every changed file that still exists was written between ``started_ns``
     and ``first_check_ns`` (deletions alone never count as a loop)."""
-    written = [current[p][0] for p in changes.added | changes.modified if p in current]
+    written = [current[p].mtime_ns for p in changes.added | changes.modified if p in current]
     return bool(written) and all(started_ns <= m <= first_check_ns for m in written)
 
 

@@ -3,27 +3,67 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import stat as stat_module
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-# (mtime in ns, size, inode): the inode catches an editor's write-then-rename save even
-# when it keeps the old mtime and size.
-Stat = tuple[int, int, int]
-Snapshot = Mapping[str, Stat]
+from typing import NamedTuple
 
 
-def stat_file(path: str) -> Stat | None:
+class FileStat(NamedTuple):
+    """What a check compares of a file. The inode catches an editor's write-then-rename
+    save even when it keeps the old mtime and size; the permission bits and owner catch
+    a fix that only makes the file readable (``chmod 644``, ``chown``), which changes
+    neither. (Not ctime: it also moves on every rename, link count change and xattr
+    write, none of which changes what Python loads.)"""
+
+    mtime_ns: int
+    size: int
+    ino: int
+    mode: int  # permission bits only (the file type is always "regular" here)
+    uid: int
+    gid: int
+
+
+Stat = FileStat  # the name the rest of the package uses
+Snapshot = Mapping[str, FileStat]
+
+
+def file_stat(st: os.stat_result) -> FileStat:
+    """The one place a :class:`FileStat` is made from an ``os.stat`` result."""
+    return FileStat(
+        st.st_mtime_ns, st.st_size, st.st_ino, stat_module.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    )
+
+
+def from_record(value: Sequence[int]) -> FileStat:
+    """A stat read back from a JSON record (where it was written as a list)."""
+    return FileStat(*value)
+
+
+def stat_file(path: str) -> FileStat | None:
     """The stat of a regular file, or None if it is missing, unreadable or not a file."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return None
-    if st.st_mode & 61440 != 32768:  # S_ISREG: a folder in its place is a deletion
+    if not stat_module.S_ISREG(st.st_mode):  # a folder or FIFO in its place is a deletion
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return file_stat(st)
 
 
-def take(paths: Iterable[str]) -> dict[str, Stat]:
+def changed_since(path: str, ns: int) -> bool:
+    """True when the content or the metadata (mode, owner) of ``path`` changed after
+    ``ns`` (a time.time_ns()). Uses ctime, which a chmod or chown moves and mtime does
+    not; a rename moves it too, which is fine for the callers: files a failed load
+    named, where one reload too many costs nothing."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return max(st.st_mtime_ns, st.st_ctime_ns) > ns
+
+
+def take(paths: Iterable[str]) -> dict[str, FileStat]:
     """Stat every path; missing ones are left out, so they show as deleted in a diff."""
     snapshot = {}
     for path in paths:

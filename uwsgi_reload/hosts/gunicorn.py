@@ -327,8 +327,7 @@ class GunicornReloader:
             self.history.append(
                 ReloadRecord(time.time(), tuple(decision.changes.paths), decision.quick)
             )
-            self.detector.started_ns = time.time_ns()  # a new generation of workers
-            self.pipeline.first_check_ns = 0
+            self.pipeline.new_generation(time.time_ns())  # new workers start now
 
     def _announce(self) -> None:
         self.announced = True

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from uwsgi_reload.core import snapshot
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.loopguard import ReloadRecord
-from uwsgi_reload.core.snapshot import Stat
+from uwsgi_reload.core.snapshot import FileStat, Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 
 StatMap = dict[str, Stat | None]
@@ -141,9 +142,9 @@ def _int(value: object) -> int:
 
 
 def _stat(value: object) -> Stat:
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list) or len(value) != len(FileStat._fields):
         raise TypeError("not a stat")
-    return tuple(_int(v) for v in value)  # type: ignore[return-value]
+    return snapshot.from_record([_int(v) for v in value])
 
 
 def _stats_in(value: object) -> StatMap:
