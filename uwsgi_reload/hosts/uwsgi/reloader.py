@@ -331,7 +331,8 @@ class UwsgiReloader:
 
 def _saved_at(decision: Decision) -> float:
     """When the change was saved: the newest modification time among its files."""
-    written = [decision.current[p].mtime_ns for p in decision.changes.paths if p in decision.current]
+    current = decision.current
+    written = [current[p].mtime_ns for p in decision.changes.paths if p in current]
     return max(written) / 1e9 if written else time.time()
 
 
