@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servers import READY, UWSGI, Server, free_port, make_app, serve_app, uwsgi_ini, write
+from servers import (
+    GENERATION,
+    READY,
+    UWSGI,
+    Server,
+    free_port,
+    make_app,
+    serve_app,
+    uwsgi_ini,
+    write,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -175,7 +185,7 @@ def test_chmod_alone_fixes_an_unreadable_module(unprivileged, when):
     server.wait_until(lambda: server.get()[0] == 500, 15, "the load failing on the mode")
     assert "Permission denied" in server.log(), server.explain("the load must fail on the mode")
     if when == "after-first-check":
-        server.wait_for_log(READY, count=2)
+        server.wait_for_log(GENERATION, count=2)
     chmod_at = time.monotonic()
     os.chmod(folder / "greeting.py", 0o644)  # nothing else changes
     server.wait_for_body("v2 readable at last", timeout=15)
