@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from uwsgi_reload.core import entrypoints, sources, syntax
 from uwsgi_reload.core.config import Config
-from uwsgi_reload.core.detector import MIXED, Detector, settle
+from uwsgi_reload.core.detector import MIXED, Detector
+from uwsgi_reload.core.settle import settle_changes as settle
 from uwsgi_reload.core.snapshot import Changes, FileStat, diff, stat_file, take
 from uwsgi_reload.hosts.uwsgi import options
 

@@ -10,7 +10,7 @@ from gunicorn.config import Config as GunicornConfig
 from servers import BIN, Server, free_port, write
 
 from uwsgi_reload.core.config import ConfigError, parse_config
-from uwsgi_reload.hosts import gunicorn as hooks
+from uwsgi_reload.hosts.gunicorn import settings as hooks
 
 READY = r"uwsgi_reload: reloading on: mode graceful \(HUP\)"
 
@@ -143,7 +143,12 @@ def test_defaults_and_good_values(tmp_path):
 
 def test_module_sets_no_gunicorn_setting_but_its_hooks():
     """gunicorn applies every global of a config module named like one of its settings."""
-    assert set(vars(hooks)) & set(GunicornConfig().settings) == {"on_starting", "when_ready"}
+    import uwsgi_reload.gunicorn as config_module
+    import uwsgi_reload.hosts.gunicorn as host
+
+    for module in (config_module, host):
+        names = set(vars(module)) & set(GunicornConfig().settings)
+        assert names == {"on_starting", "when_ready"}, module
 
 
 # --------------------------------------------------------------------------- integration

@@ -19,9 +19,9 @@ def _activate_in_uwsgi() -> None:
         import uwsgi  # noqa: F401  (only exists inside a uWSGI process)
     except ImportError:
         return
-    from uwsgi_reload.hosts.uwsgi import reloader
+    from uwsgi_reload.hosts.uwsgi import start
 
-    reloader.activate()
+    start.activate()
 
 
 _activate_in_uwsgi()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from uwsgi_reload.core import loadstats, snapshot, sources
 from uwsgi_reload.core.config import Config
+from uwsgi_reload.core.settle import settle_changes
 from uwsgi_reload.core.snapshot import Changes, Stat
 
 # Files tracked per include pattern at most: a check must not block a worker for long.
@@ -267,7 +268,7 @@ class Detector:
         """Wait until nothing has changed for ``config.delay`` seconds (at most
         ``config.max_delay`` in all), so a burst of writes gives one reload that sees
         the final content. Returns the changes against the baseline and the state."""
-        return settle(
+        return settle_changes(
             self.current,
             self.baseline,
             self.config.delay,
@@ -276,40 +277,3 @@ class Detector:
             sleep,
             time.time,
         )
-
-
-def settle(
-    scan: Callable[[], dict[str, Stat]],
-    baseline: dict[str, Stat],
-    delay: float,
-    max_delay: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    wall: Callable[[], float] | None = None,
-) -> tuple[Changes, dict[str, Stat]]:
-    """Scan until nothing changed for ``delay`` seconds, or ``max_delay`` has passed.
-
-    Quiet time counts from the newest modification time of the changed files when that
-    is in the past (a save found by the next poll has usually been quiet long enough),
-    else from the first scan (deletions, clocks of network or VM filesystems ahead)."""
-    started = clock()
-    state = scan()
-    quiet_since = started
-    if wall is not None:
-        changed = snapshot.diff(baseline, state)
-        mtimes = [state[p].mtime_ns for p in changed.added | changed.modified]
-        if mtimes and not changed.deleted:
-            age = wall() - max(mtimes) / 1e9
-            if age > 0:
-                quiet_since = started - min(age, delay)
-    step = min(0.05, delay) if delay > 0 else 0
-    while delay > 0:
-        now = clock()
-        if now - quiet_since >= delay or now - started >= max_delay:
-            break
-        sleep(min(step, max(delay - (now - quiet_since), 0)))
-        latest = scan()
-        if latest != state:
-            state = latest
-            quiet_since = clock()
-    return snapshot.diff(baseline, state), state

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,12 @@ class Decision:
 
     def __bool__(self) -> bool:
         return self.verdict is not Verdict.NOTHING
+
+    def saved_at(self) -> float:
+        """When the change was saved: the newest modification time among its files
+        (now, for a change that only deleted files)."""
+        written = [self.current[p].mtime_ns for p in self.changes.paths if p in self.current]
+        return max(written) / 1e9 if written else time.time()
 
     def describe(self, reload_words: str) -> str:
         """The log line of a decision that acts; ``reload_words`` says how the host

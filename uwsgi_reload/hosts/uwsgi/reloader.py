@@ -9,7 +9,6 @@ journal, and carries out the decision.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import traceback
@@ -19,7 +18,7 @@ import uwsgi
 from uwsgi_reload import backends, frameworks
 from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.core import entrypoints, loadstats
-from uwsgi_reload.core.config import Config, ConfigError, settings_line
+from uwsgi_reload.core.config import Config, settings_line
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.pipeline import Decision, Pipeline, Verdict, loop_message
 from uwsgi_reload.core.snapshot import Stat
@@ -27,33 +26,11 @@ from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.hosts import records, state
 from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
 from uwsgi_reload.hosts.uwsgi import masterfifo, options, waker
+from uwsgi_reload.hosts.uwsgi.chain import chain_running
+from uwsgi_reload.hosts.uwsgi.log import log
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
-CHAIN_LOAD_WAIT = 30
 MONITORS = 48
-
-
-def log(message: str) -> None:
-    # file names that are not UTF-8 arrive as surrogates, which uwsgi.log cannot encode
-    message = message.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    for line in message.rstrip("\n").splitlines():
-        uwsgi.log(f"uwsgi_reload: {line}")
-
-
-def read_config() -> Config:
-    # the master's pid is the truth about `master` however the option was spelled
-    opts = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
-    return options.load_uwsgi_config(opts, base_dir=os.getcwd())
-
-
-def _stop_server(config_error: ConfigError) -> None:
-    for problem in config_error.problems:
-        log(f"ERROR: {problem}")
-    log("ERROR: uWSGI stops here so that this cannot be missed. Fix the ini, or remove")
-    log("ERROR: `import = uwsgi_reload` to run without reloading.")
-    if uwsgi.worker_id() == 0 or not uwsgi.masterpid():
-        os._exit(1)  # the master, before it forks: nothing is serving yet
-    os.kill(uwsgi.masterpid(), signal.SIGINT)  # lazy-apps worker: stop the whole stack
 
 
 class UwsgiReloader:
@@ -283,7 +260,8 @@ class UwsgiReloader:
             self._record(Apply(tuple(decision.changes.paths), os.getpid()))
             uwsgi.signal(self.broadcast_signum)
             log(decision.describe(""))
-            log(f"new code serving, {_since_save(decision):.2f} s after the save")
+            since = max(time.time() - decision.saved_at(), 0.0)
+            log(f"new code serving, {since:.2f} s after the save")
         elif decision.verdict is Verdict.RELOAD:
             self._reload(decision)
 
@@ -291,7 +269,7 @@ class UwsgiReloader:
         log(decision.describe(f"{self.config.mode} reload"))
         # Recorded before the reload is asked for: the master's stop signal ends this
         # worker at once when it is between requests, which it is while running this.
-        self.history.add(decision.changes.paths, decision.quick, now=_saved_at(decision))
+        self.history.add(decision.changes.paths, decision.quick, now=decision.saved_at())
         self.reloading = True
         self._record(Reloading(tuple(decision.changes.paths)))
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
@@ -315,29 +293,7 @@ class UwsgiReloader:
             )
 
     def _chain_running(self) -> bool:
-        """A chain reload replaces the workers of the last one, one by one, each only
-        after the one before it has loaded the app. The master ignores a new "c" until
-        it is done, so the check waits: while an old worker is left, or a new one has
-        not loaded its app yet (for at most CHAIN_LOAD_WAIT, as an app may fail)."""
-        old = set(self.history.chain())
-        if not old:
-            return False
-        now = time.time()
-        return any(
-            w["pid"] in old or (not w.get("apps") and now - w["last_spawn"] < CHAIN_LOAD_WAIT)
-            for w in uwsgi.workers()
-        )
-
-
-def _saved_at(decision: Decision) -> float:
-    """When the change was saved: the newest modification time among its files."""
-    current = decision.current
-    written = [current[p].mtime_ns for p in decision.changes.paths if p in current]
-    return max(written) / 1e9 if written else time.time()
-
-
-def _since_save(decision: Decision) -> float:
-    return max(time.time() - _saved_at(decision), 0.0)
+        return chain_running(self.history.chain(), uwsgi.workers(), time.time())
 
 
 def _first_worker_checks(signum: int) -> None:
@@ -347,21 +303,3 @@ def _first_worker_checks(signum: int) -> None:
 
 def _ignore(signum: int) -> None:
     """The wake-up signal only gives the master's loop an event; nobody handles it."""
-
-
-def activate() -> None:
-    """Switch reloading on in this uWSGI process. Configuration errors stop uWSGI;
-    an internal error is logged loudly and leaves the app serving without reloading."""
-    if not options.requested(uwsgi.opt):
-        return
-    try:
-        config = read_config()
-    except ConfigError as error:
-        _stop_server(error)
-        return
-    try:
-        UwsgiReloader(config).start()
-    except Exception:
-        log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
-        log(traceback.format_exc())
-        log("Please report this at the project's issue tracker with the lines above.")

@@ -1,30 +1,7 @@
-"""Reload gunicorn on save, with the same tracking, settle and syntax pre-check as uWSGI.
+"""The gunicorn host: the pipeline in a thread of the arbiter.
 
-Use it as gunicorn's config::
-
-    gunicorn -c python:uwsgi_reload.gunicorn -w 2 app:app
-
-or, with a config file of your own, import the hooks into it::
-
-    from uwsgi_reload.gunicorn import on_starting, when_ready
-
-If your file defines these hooks already, call ours from yours
-(``uwsgi_reload.gunicorn.when_ready(server)``). ``when_ready`` is the one that
-matters; ``on_starting`` only makes a configuration error stop gunicorn before it
-binds its sockets. No worker hook is needed (see below).
-
-Settings are the ``uwsgi-reload-*`` keys of the ini, as environment variables:
-``uwsgi-reload-period`` is ``UWSGI_RELOAD_PERIOD``, ``uwsgi-reload-max-delay`` is
-``UWSGI_RELOAD_MAX_DELAY``, and so on. gunicorn's ``-e NAME=VALUE`` (``raw_env``)
-works too. They are read once, when gunicorn starts, and validated with the
-messages uWSGI gives (naming the variable): a bad value stops gunicorn. The period
-is whole seconds here too, so that one setting means the same under both servers.
-``uwsgi-reload-mode`` can only be ``graceful`` (gunicorn has one reload: HUP starts
-new workers, then stops the old ones gracefully) and ``uwsgi-reload-fifo`` does not
-apply.
-
-How it works. The arbiter imports little of the app, so the tracked module files come
-from the workers: a hook on Python's source loader, installed in the arbiter before
+The arbiter imports little of the app, so the tracked module files come from the
+workers: a hook on Python's source loader, installed in the arbiter before
 it forks, makes every worker append each ``.py`` file it loads (with the stat it had
 when loaded) to a journal shared by the instance, including modules first imported
 while serving a request. A daemon thread in the arbiter merges the journal into its
@@ -38,10 +15,6 @@ of stopping gunicorn, and the files the error named are tracked, so saving the f
 reloads. With Django, each worker also reports, once its app has loaded, the folders
 Django's reloader would watch (templates, translations): a change there reloads, as
 no signal reaches every gunicorn worker to apply it in place.
-
-``preload_app``: the arbiter then holds the app's code and forks every new worker
-from it, so no HUP can bring new code. uwsgi_reload refuses to start with it, with a
-message saying so; turn preload off while developing.
 """
 
 from __future__ import annotations
@@ -52,21 +25,16 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any
 
 from uwsgi_reload import backends
 from uwsgi_reload import frameworks as extensions
 from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.core import entrypoints, loadstats, snapshot, sources
 from uwsgi_reload.core.config import (
-    MODES,
-    PREFIX,
     Config,
-    ConfigError,
-    check_includes,
-    parse_config,
     settings_line,
 )
 from uwsgi_reload.core.detector import Detector
@@ -77,97 +45,6 @@ from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.frameworks import django as django_support
 from uwsgi_reload.hosts import records, state
 from uwsgi_reload.hosts.records import Failed, Loaded, Watch
-
-# gunicorn applies every name of a config module that matches one of its settings:
-# this module's globals must not (a name such as `config` or `reload` would).
-__all__ = ["on_starting", "when_ready"]
-
-ENV_PREFIX = "UWSGI_RELOAD_"
-# variables with the prefix that are not settings
-NOT_SETTINGS = frozenset({"UWSGI_RELOAD_STATE_DIR"})
-
-_reloader: GunicornReloader | None = None
-_config: Config | None = None
-
-
-def env_name(option: str) -> str:
-    """``uwsgi-reload-max-delay`` -> ``UWSGI_RELOAD_MAX_DELAY``."""
-    return ENV_PREFIX + option.removeprefix(PREFIX).upper().replace("-", "_")
-
-
-def options_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The ``uwsgi-reload-*`` options the ``UWSGI_RELOAD_*`` variables set."""
-    return {
-        PREFIX + name[len(ENV_PREFIX) :].lower().replace("_", "-"): value
-        for name, value in environ.items()
-        if name.startswith(ENV_PREFIX)
-        and name not in NOT_SETTINGS
-        and not name.startswith("UWSGI_RELOAD_CHANGED")  # what `watch --exec` passes on
-    }
-
-
-def config_from_env(environ: Mapping[str, str], base_dir: str) -> Config:
-    """Parse and check the settings; :class:`ConfigError` lists every problem, in the
-    words uWSGI uses for the ini keys but naming the environment variables."""
-    options = options_from_env(environ)
-    problems = []
-    mode = options.get(PREFIX + "mode", "").strip().lower()
-    if mode in MODES and mode != "graceful":
-        problems.append(
-            f"{env_name('mode')} = {mode!r} is not allowed under gunicorn: expected "
-            "graceful (gunicorn has one reload, HUP: new workers start, then the old ones "
-            "stop; chain and workers are uWSGI modes)"
-        )
-    if options.get(PREFIX + "fifo", "").strip():
-        problems.append(
-            f"{env_name('fifo')} names a uWSGI master FIFO; gunicorn has none: remove it"
-        )
-    try:
-        config = parse_config(options, base_dir)
-    except ConfigError as error:
-        raise ConfigError(error.spelled(env_name) + problems) from None
-    problems += [problem.spelled(env_name) for problem in check_includes(config)]
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-def _gunicorn_problems(server: Any) -> list[str]:
-    if server.cfg.preload_app:
-        return [
-            "uwsgi_reload cannot reload gunicorn with preload_app on: the arbiter holds the "
-            "app's code and forks every new worker from it, so a reload (HUP) would serve "
-            "the old code again. Turn preload_app (--preload) off while developing"
-        ]
-    return []
-
-
-def _load(server: Any) -> Config:
-    """The settings, read once; a problem stops gunicorn with the reasons in its log."""
-    global _config
-    if _config is None:
-        problems = _gunicorn_problems(server)
-        try:
-            config = config_from_env(os.environ, os.getcwd())
-        except ConfigError as error:
-            problems = error.problems + problems
-        if problems:
-            _stop(server, problems)
-        _config = config
-    return _config
-
-
-def _stop(server: Any, problems: list[str]) -> NoReturn:
-    for problem in problems:
-        server.log.error("uwsgi_reload: ERROR: %s", problem)
-    server.log.error(
-        "uwsgi_reload: ERROR: gunicorn stops here so that this cannot be missed. Fix the "
-        "setting, or remove uwsgi_reload's hooks from the gunicorn config to run without "
-        "reloading."
-    )
-    if getattr(server, "pidfile", None) is not None:
-        server.pidfile.unlink()
-    sys.exit(1)
 
 
 class GunicornReloader:
@@ -364,17 +241,3 @@ class GunicornReloader:
         unknown = [p for p in found if p not in self.detector.baseline]
         for path, stat in snapshot.take(unknown).items():
             self.detector.learn(path, stat)
-
-
-def on_starting(server: Any) -> None:
-    """gunicorn hook (arbiter, before it binds): validate the settings."""
-    _load(server)
-
-
-def when_ready(server: Any) -> None:
-    """gunicorn hook (arbiter, before the first fork): start tracking and the watcher."""
-    global _reloader
-    config = _load(server)
-    if _reloader is None:
-        _reloader = GunicornReloader(server, config)
-        _reloader.start()

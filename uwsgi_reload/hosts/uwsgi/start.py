@@ -1,0 +1,49 @@
+"""Switching reloading on in a uWSGI process: read and check the configuration (an
+error stops uWSGI so that it cannot be missed), then start the reloader."""
+
+from __future__ import annotations
+
+import os
+import signal
+import traceback
+
+import uwsgi
+
+from uwsgi_reload.core.config import Config, ConfigError
+from uwsgi_reload.hosts.uwsgi import options
+from uwsgi_reload.hosts.uwsgi.log import log
+from uwsgi_reload.hosts.uwsgi.reloader import UwsgiReloader
+
+
+def read_config() -> Config:
+    # the master's pid is the truth about `master` however the option was spelled
+    opts = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
+    return options.load_uwsgi_config(opts, base_dir=os.getcwd())
+
+
+def _stop_server(config_error: ConfigError) -> None:
+    for problem in config_error.problems:
+        log(f"ERROR: {problem}")
+    log("ERROR: uWSGI stops here so that this cannot be missed. Fix the ini, or remove")
+    log("ERROR: `import = uwsgi_reload` to run without reloading.")
+    if uwsgi.worker_id() == 0 or not uwsgi.masterpid():
+        os._exit(1)  # the master, before it forks: nothing is serving yet
+    os.kill(uwsgi.masterpid(), signal.SIGINT)  # lazy-apps worker: stop the whole stack
+
+
+def activate() -> None:
+    """Switch reloading on in this uWSGI process. Configuration errors stop uWSGI;
+    an internal error is logged loudly and leaves the app serving without reloading."""
+    if not options.requested(uwsgi.opt):
+        return
+    try:
+        config = read_config()
+    except ConfigError as error:
+        _stop_server(error)
+        return
+    try:
+        UwsgiReloader(config).start()
+    except Exception:
+        log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
+        log(traceback.format_exc())
+        log("Please report this at the project's issue tracker with the lines above.")
