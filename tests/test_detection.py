@@ -87,13 +87,13 @@ def test_user_exclude_by_name_and_by_path():
 def test_module_files_maps_pyc_and_skips_stdlib_and_builtins(tmp_path):
     mine = types.ModuleType("mine")
     mine.__file__ = str(tmp_path / "__pycache__" / "mine.cpython-311.pyc")
-    files = sources.module_files([mine, os, sys], sources.Rules(base_dir=str(tmp_path)))
-    assert files == {str(tmp_path / "mine.py")}
+    detector = Detector(Config(base_dir=str(tmp_path)), modules=lambda: [mine, os, sys])
+    assert detector.tracked() == {str(tmp_path / "mine.py")}
 
 
 def test_our_own_modules_are_not_the_apps_even_installed_editable():
-    ours = sources.Rules(base_dir="/")
-    assert sources.module_files([sources, syntax], ours) == set()
+    detector = Detector(Config(base_dir="/"), modules=lambda: [sources, syntax])
+    assert detector.tracked() == set()
     assert sources.in_system_dir(sources.__file__)
 
 

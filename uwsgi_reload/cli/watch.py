@@ -24,6 +24,7 @@ from uwsgi_reload.core.config import (
     Config,
     ConfigError,
     parse_config,
+    seconds,
 )
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.pipeline import Pipeline, Verdict, run_loop
@@ -50,20 +51,17 @@ def _signal(text: str) -> signal.Signals:
 
 def _seconds(low: float, high: float, example: str) -> Callable[[str], float]:
     """An argparse type: a number of seconds from ``low`` to ``high``."""
+    parse = seconds(low, high, example)
 
-    def parse(text: str) -> float:
+    def argument(text: str) -> float:
         try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not low <= value <= high:
+            return parse(text)
+        except ValueError as allowed:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not allowed: expected a number of seconds from {low:g} to "
-                f"{high:g}, such as {example}"
-            )
-        return value
+                f"{text!r} is not allowed: expected {allowed}"
+            ) from None
 
-    return parse
+    return argument
 
 
 def watch_config(args: argparse.Namespace, base_dir: str) -> Config:

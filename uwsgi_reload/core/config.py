@@ -102,14 +102,17 @@ def _whole_seconds(text: str) -> int:
     return int(text)
 
 
-def _seconds(limit: float) -> Callable[[str], float]:
+def seconds(low: float, high: float, example: str) -> Callable[[str], float]:
+    """A parser of a number of seconds from ``low`` to ``high`` (the ini's, the
+    environment's and the command line's)."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = -1.0
-        if not 0 <= value <= limit:
-            raise ValueError(f"a number of seconds from 0 to {limit:g}, such as 0.3")
+        if not low <= value <= high:  # NaN too
+            raise ValueError(f"a number of seconds from {low:g} to {high:g}, such as {example}")
         return value
 
     return parse
@@ -148,8 +151,12 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "include": ("include", split_list, "extra files, folders or globs to track"),
     "exclude": ("exclude", split_list, "globs of files and folders never to track"),
     "mode": ("mode", _choice(MODES), "how to reload: " + ", ".join(MODES)),
-    "delay": ("delay", _seconds(10), "quiet time after the last change before reloading"),
-    "max-delay": ("max_delay", _seconds(60), "reload anyway after this long of constant changes"),
+    "delay": ("delay", seconds(0, 10, "0.3"), "quiet time after the last change before reloading"),
+    "max-delay": (
+        "max_delay",
+        seconds(0, 60, "5"),
+        "reload anyway after this long of constant changes",
+    ),
     "check-syntax": ("check_syntax", _boolean, "compile changed .py files before reloading"),
     "backend": ("backend", _choice(BACKENDS), "how to notice changes: " + ", ".join(BACKENDS)),
     "track-modules": ("track_modules", _boolean, "track the files of imported modules"),

@@ -190,15 +190,6 @@ def module_file(module: ModuleType) -> str | None:
     return os.path.normpath(source_of(filename))
 
 
-def module_files(modules: Iterable[ModuleType], rules: Rules) -> set[str]:
-    files = set()
-    for module in list(modules):
-        path = module_file(module)
-        if path and not in_system_dir(path) and not rules.excludes(path):
-            files.add(path)
-    return files
-
-
 def static_root(pattern: str) -> str:
     """The longest leading folder of an absolute glob that has no glob character."""
     parts = pattern.split("/")
