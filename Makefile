@@ -45,7 +45,17 @@ unit: setup
 # tests once more on the poll backend: both must give the same results.
 UWSGI_TESTS := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsgi_modes.py
 
-test: setup lint
+# System packages some tests need (bindfs: a FUSE mount that loses inotify events, like
+# Docker Desktop's). Installed with apt-get when we may; the tests skip, saying so, where
+# it is missing.
+.PHONY: system-packages
+system-packages:
+	@command -v bindfs >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs fuse3 >/dev/null; \
+		else echo "bindfs missing and not root: the FUSE tests will be skipped"; fi; }
+
+test: setup lint system-packages
 	$(BIN)/python -m pytest -n 3 --durations=10
 	RELOAD_TEST_BACKEND=poll $(BIN)/python -m pytest -n 3 $(UWSGI_TESTS)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -83,3 +85,95 @@ def test_a_fifo_that_is_not_the_servers_is_a_config_error(tmp_path, uwsgi_server
     status = server.wait_exit(20)
     assert status == 1, server.explain(f"exit status {status}")
     assert "uwsgi-reload-fifo = " in server.log() and "is not a master FIFO" in server.log()
+
+
+HELPER_APP = """\
+import helper
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [helper.TEXT.encode()]
+"""
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preforked", "lazy-apps"])
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_module_renamed_away_right_after_the_reload_that_imported_it(
+    tmp_path, uwsgi_server, delay, lazy
+):
+    write(tmp_path / "app.py", APP.format(n=0))
+    server = uwsgi_server("wsgi-file = app.py\n" + ("lazy-apps = true\n" if lazy else ""))
+    server.wait_for_log(READY)
+    write(tmp_path / "helper.py", "TEXT = 'from-helper'\n")
+    write(tmp_path / "app.py", HELPER_APP)
+    server.wait_for_body("from-helper")
+    time.sleep(delay)  # the developer renames the new module soon after the reload
+    os.rename(tmp_path / "helper.py", tmp_path / "helper_renamed.py")
+    started = time.monotonic()
+    server.wait_until(lambda: server.get()[0] == 500, 5, "the app failing without helper.py")
+    print(f"renamed {delay}s after the reload -> noticed in {time.monotonic() - started:.2f}s")
+    server.wait_for_log(r"deleted \S*helper\.py -> graceful reload")
+
+
+def test_new_subfolder_of_an_include_root_that_is_also_a_module_folder(tmp_path, uwsgi_server):
+    write(tmp_path / "app.py", APP.format(n=0))
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-include = .\n")
+    server.wait_for_log(READY)
+    server.wait_for_body("version-0")
+    (tmp_path / "templates" / "deep").mkdir(parents=True)
+    time.sleep(0.2)  # the folders exist before the file is written in them
+    write(tmp_path / "templates" / "deep" / "page.html", "x")
+    server.wait_for_log(r"added \S*templates/deep/page\.html -> graceful reload", timeout=5)
+
+
+@pytest.fixture
+def fuse_mount(tmp_path):
+    """A bindfs mount of ``src`` at ``mnt``: writes made in ``src`` reach the mount but
+    give no inotify event there, as on Docker Desktop's and VMs' shares."""
+    bindfs = shutil.which("bindfs")
+    if not bindfs or os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs bindfs (make test installs it), root and /dev/fuse")
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    mounted = subprocess.run([bindfs, str(src), str(mnt)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"bindfs cannot mount here: {mounted.stderr.strip()[-200:]}")
+    yield src, mnt
+    subprocess.run(["fusermount", "-u", "-z", str(mnt)], capture_output=True)
+
+
+def test_events_missed_on_a_fuse_mount_switch_to_polling(fuse_mount, uwsgi_server):
+    src, mnt = fuse_mount
+    write(src / "app.py", APP.format(n=0))
+    server = uwsgi_server(
+        "wsgi-file = app.py\nprocesses = 1\nuwsgi-reload-backend = inotify\n", cwd=mnt
+    )
+    line = server.wait_for_log(READY + r".*").group(0)
+    assert "backend inotify" in line, line
+    server.wait_for_body("version-0")
+    write(src / "app.py", APP.format(n=1))  # underneath the mount: no event
+    # found by the full check that runs every 30th check, then polling from there on
+    switch = server.wait_for_log(
+        r"uwsgi_reload: inotify reported no event for \S*app\.py \((.*)\), which a full "
+        r"check found changed: polling from now on",
+        timeout=45,
+    )
+    assert f"{mnt} is a fuse" in switch.group(1), switch.group(0)
+    server.wait_for_body("version-1")
+    write(src / "app.py", APP.format(n=2))
+    took = server.wait_for_body("version-2", timeout=5)
+    print(f"after the switch: save -> new code {took:.2f}s")
+    assert server.count(r"polling from now on") == 1
+
+
+def test_auto_polls_on_a_fuse_mount_from_the_start(fuse_mount, uwsgi_server):
+    src, mnt = fuse_mount
+    write(src / "app.py", APP.format(n=0))
+    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-backend = auto\n", cwd=mnt)
+    line = server.wait_for_log(READY + r".*").group(0)
+    assert f"backend poll ({mnt} is a fuse mount" in line, line
+    server.wait_for_body("version-0")
+    write(src / "app.py", APP.format(n=1))
+    took = server.wait_for_body("version-1", timeout=5)
+    print(f"auto on FUSE: save underneath -> new code {took:.2f}s")
