@@ -52,7 +52,7 @@ UWSGI_TESTS := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsg
 system-packages:
 	@command -v bindfs >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs fuse3 >/dev/null; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null; \
 		else echo "bindfs missing and not root: the FUSE tests will be skipped"; fi; }
 
 test: setup lint system-packages
