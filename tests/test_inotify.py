@@ -290,3 +290,22 @@ def affected(touched: set[str], tracked: set[str]) -> set[str]:
     """The tracked paths a read names, directly or by naming a folder above them."""
     prefixes = tuple(path + os.sep for path in touched)
     return {p for p in tracked if p in touched or (prefixes and p.startswith(prefixes))}
+
+
+def test_after_an_overflow_folders_made_meanwhile_under_a_root_are_watched(tmp_path, ino):
+    """Folders created while the queue overflowed were never reported: the roots are
+    walked again, so what is written in them later is seen."""
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip(f"max_queued_events = {limit}: too many events to make here")
+    root = tmp_path / "root"
+    root.mkdir()
+    a, b = write(root / "a"), write(root / "b")
+    ino.watch_dirs([str(root)], recursive=True)
+    for _ in range(limit // 2 + 10):
+        os.utime(a, None)
+        os.utime(b, None)
+    (root / "made" / "during").mkdir(parents=True)  # its events are lost in the overflow
+    assert ino.read() is RESCAN
+    assert str(root / "made" / "during") in ino.watched()
+    assert write(root / "made" / "during" / "new.html") in ino.read()
