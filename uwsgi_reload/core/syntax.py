@@ -125,6 +125,9 @@ class SyntaxGate:
         self.log = log
         self.max_bytes = max_bytes
         self.broken: dict[str, Stat] = {}
+        # the server's own configuration files, each with the check a host gives: the
+        # ``path:line: problem`` that would stop the server loading it, or None
+        self.config_checks: dict[str, Callable[[], str | None]] = {}
 
     def learn_broken(self, stats: Mapping[str, Stat]) -> None:
         """Another process found these files broken at these stats."""
@@ -138,6 +141,11 @@ class SyntaxGate:
             self.log(f"reloading without the syntax pre-check for {path}: {why}")
         for message in report.errors.values():
             self.log(f"not reloading, this file does not compile: {message}")
+        for path in sorted(set(changes.paths) & self.config_checks.keys() & current.keys()):
+            problem = self.config_checks[path]()
+            if problem:
+                report.errors[path] = problem
+                self.log(f"not reloading, the server would not start with it: {problem}")
         self.broken.update((p, current[p]) for p in report.errors)
         self.broken = {p: s for p, s in self.broken.items() if current.get(p) == s}
         if self.broken and not set(changes.paths) & self.broken.keys():

@@ -84,6 +84,10 @@ class GunicornReloader:
         entry = entrypoints.module_path(getattr(self.server.app, "app_uri", None) or "", sys.path)
         if entry:
             self.detector.track([entry])
+        # gunicorn's config file (-c FILE, or ./gunicorn.conf.py): a reload reads it again
+        config_file = getattr(self.server.cfg, "config", None) or ""
+        if not config_file.startswith("python:") and os.path.isfile(config_file):
+            self.detector.track([os.path.abspath(config_file)])
         self.detector.start()
         self.gate.watch_tracked()
         self._keep_workers_alive_on_load_errors()

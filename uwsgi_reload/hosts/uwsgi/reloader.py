@@ -25,7 +25,7 @@ from uwsgi_reload.core.snapshot import Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.hosts import records, state
 from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
-from uwsgi_reload.hosts.uwsgi import masterfifo, options, waker
+from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 
@@ -54,12 +54,18 @@ class UwsgiReloader:
         self.broadcast_signum: int | None = None
         self.reported: set[str] = set()
         self.detector.track(options.entry_files(uwsgi.opt, config.base_dir))
+        # the ini files: a change reloads (gracefully: the master reads them again)
+        self.config_files = config_files.config_files(uwsgi.magic_table, uwsgi.opt)
+        self.detector.track(self.config_files)
         backend, self.backend_note = backends.open_backend(
             config.backend, [config.base_dir], self.detector.rules.excludes
         )
         self.gate = ScanGate(self.detector, backend, log)
+        syntax_gate = SyntaxGate(log)
+        for path in self.config_files:
+            syntax_gate.config_checks[path] = self._check_ini
         self.pipeline = Pipeline(
-            self.detector, SyntaxGate(log), self.gate, history=self._reload_records
+            self.detector, syntax_gate, self.gate, history=self._reload_records
         )
         self.fast_signum: int | None = None  # file monitors: check at once, not at the tick
         self.monitored: set[str] = set()
@@ -73,6 +79,11 @@ class UwsgiReloader:
         self.detector.start()
         self.gate.watch_tracked()
         self._register_signals()
+
+    def _check_ini(self) -> str | None:
+        return config_files.ini_problem(
+            self.config_files[0], self.config_files, self.config.base_dir
+        )
 
     def _reload_records(self) -> list:
         return records.reload_records(self.history.load())
@@ -266,7 +277,10 @@ class UwsgiReloader:
             self._reload(decision)
 
     def _reload(self, decision: Decision) -> None:
-        log(decision.describe(f"{self.config.mode} reload"))
+        # a chain reload keeps the master, which would not read a changed ini again
+        ini_changed = bool(set(decision.changes.paths) & set(self.config_files))
+        mode = "graceful" if ini_changed else self.config.mode
+        log(decision.describe(f"{mode} reload"))
         # Recorded before the reload is asked for: the master's stop signal ends this
         # worker at once when it is between requests, which it is while running this.
         self.history.add(decision.changes.paths, decision.quick, now=decision.saved_at())
@@ -275,7 +289,7 @@ class UwsgiReloader:
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
         poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
         waker.spawn(poke, old_workers)
-        if self.config.mode != "chain":
+        if mode != "chain":
             uwsgi.reload()
             return
         # one worker at a time, master untouched; needs lazy-apps (checked at start)
