@@ -30,7 +30,8 @@ def test_start_line_names_period_files_and_mode(tmp_path, uwsgi_server):
     expected = "backend poll" if BACKEND == "poll" else "backend inotify"
     assert expected in line, line
     tracked = int(line.split("tracking ")[1].split()[0])
-X
+    # app.py, greeting.py and the ini (never uwsgi_reload's own files)
+    assert tracked == 3, line
     server.holds(lambda: server.count(READY) == 1, 2.5, "one start line over two more checks")
 
 
