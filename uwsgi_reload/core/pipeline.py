@@ -17,7 +17,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from uwsgi_reload.core import loopguard, snapshot
 from uwsgi_reload.core.detector import Detector
@@ -25,8 +25,12 @@ from uwsgi_reload.core.loopguard import ReloadRecord
 from uwsgi_reload.core.snapshot import Changes, Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 
-if TYPE_CHECKING:
-    from uwsgi_reload.backends.gate import ScanGate
+class Gate(Protocol):
+    """What the pipeline asks of a backend (see ``backends/gate.py``)."""
+
+    def needs_scan(self) -> bool: ...
+
+    def after_scan(self, changes: Changes) -> None: ...
 
 
 class Applier(Protocol):
@@ -92,7 +96,7 @@ class Pipeline:
         self,
         detector: Detector,
         syntax_gate: SyntaxGate,
-        gate: ScanGate | None = None,
+        gate: Gate | None = None,
         history: Callable[[], Sequence[ReloadRecord]] = tuple,
     ) -> None:
         self.detector = detector
