@@ -25,6 +25,7 @@ from uwsgi_reload.core.loopguard import ReloadRecord
 from uwsgi_reload.core.snapshot import Changes, Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 
+
 class Gate(Protocol):
     """What the pipeline asks of a backend (see ``backends/gate.py``)."""
 
