@@ -12,12 +12,13 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servers import GENERATION, READY, UWSGI, Server, free_port, plain_uwsgi_ini, write
+from servers import BIN, GENERATION, READY, UWSGI, Server, free_port, plain_uwsgi_ini, write
 
 from uwsgi_reload.browser import middleware, state
 from uwsgi_reload.browser.middleware import BrowserMiddleware
@@ -463,9 +464,15 @@ DJANGO_TEMPLATE = (
 @pytest.mark.integration
 def test_django_template_applied_in_place_refreshes_the_page(tmp_path, servers, chromium):
     pytest.importorskip("django")
-    from test_django import BODY, TEMPLATE, made_project
+    from test_django import BODY, TEMPLATE, URLS, VIEWS
 
-    project = made_project.__pytest_wrapped__.obj(_Factory(tmp_path))
+    subprocess.run([str(BIN / "django-admin"), "startproject", "mysite"], cwd=tmp_path, check=True)
+    project = tmp_path / "mysite"
+    write(project / "pages" / "__init__.py", "")
+    write(project / "pages" / "views.py", VIEWS.replace("VIEW", "view-v1"))
+    write(project / "mysite" / "urls.py", URLS)
+    settings = project / "mysite" / "settings.py"
+    write(settings, settings.read_text() + '\nINSTALLED_APPS += ["pages"]\n')
     write(project / TEMPLATE, DJANGO_TEMPLATE)
     port = free_port()
     ini = project / "uwsgi.ini"
@@ -491,15 +498,3 @@ def test_django_template_applied_in_place_refreshes_the_page(tmp_path, servers, 
     views = project / "pages" / "views.py"
     views.write_text(views.read_text().replace("view-v1", "view-v2"))
     wait_page(server, driver, lambda: page_text(driver, "view") == "view-v2", "view-v2")
-
-
-class _Factory:
-    """Enough of pytest's TempPathFactory for test_django's project maker."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def mktemp(self, name: str) -> Path:
-        path = self.folder / name
-        path.mkdir()
-        return path
