@@ -59,6 +59,21 @@ test: setup lint system-packages
 	$(BIN)/python -m pytest -n 3 --durations=10
 	RELOAD_TEST_BACKEND=poll $(BIN)/python -m pytest -n 3 $(UWSGI_TESTS)
 
+# The browser tests (tests/test_browser.py) in a real headless Chromium: Debian's chromium
+# and chromium-driver (installed with apt-get when we are root; otherwise the tests skip,
+# saying so) and Selenium (the `browser` extra). `make test` runs the same file, skipping
+# the browser cases where Chromium is missing.
+.PHONY: test-browser
+test-browser: setup
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium/chromedriver missing and not root: the browser tests will be skipped"; fi
+	$(BIN)/python -c 'import selenium' 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),browser]'
+	$(BIN)/python -m pytest -n 2 tests/test_browser.py
+
 # Benchmarks run by hand, never by CI (about 15 min; --quick about 6 min). See bench/README.md.
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'

@@ -73,6 +73,7 @@ class Config:
     track_modules: bool = True
     loop_guard: int = 3
     fifo: str = ""
+    browser: bool = False
     base_dir: str = "."
 
 
@@ -162,6 +163,7 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "track-modules": ("track_modules", _boolean, "track the files of imported modules"),
     "loop-guard": ("loop_guard", _count, "stop after this many reloads in a row for same files"),
     "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain mode)"),
+    "browser": ("browser", _boolean, "open pages refresh once new code serves; held saves show"),
 }
 
 

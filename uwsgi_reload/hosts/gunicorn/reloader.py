@@ -32,6 +32,7 @@ from typing import Any
 from uwsgi_reload import backends
 from uwsgi_reload import frameworks as extensions
 from uwsgi_reload.backends.gate import ScanGate
+from uwsgi_reload.browser import GunicornBrowser
 from uwsgi_reload.core import entrypoints, loadstats, snapshot, sources
 from uwsgi_reload.core.config import (
     Config,
@@ -70,6 +71,7 @@ class GunicornReloader:
         self.framework_files: set[str] = set()
         self.framework_globs: set[tuple[str, str]] = set()
         self.reported: list[str] = []
+        self.browser = GunicornBrowser(self.journal.folder) if config.browser else None
 
     def _info(self, message: str) -> None:
         self.server.log.info("uwsgi_reload: %s", message)
@@ -136,6 +138,8 @@ class GunicornReloader:
                 return self._failed_app(error)
             if os.getpid() != self.pid:
                 self._report_framework_files()
+                if self.browser:
+                    return self.browser.wrap(loaded)
             return loaded
 
         wsgi.uwsgi_reload = True  # type: ignore[attr-defined]
@@ -203,12 +207,16 @@ class GunicornReloader:
             self._warn(loop_message(decision.looping, self.config.loop_guard, "gunicorn restarts"))
         if decision.verdict is Verdict.RELOAD:
             self._info(decision.describe("graceful reload (HUP)"))
+            if self.browser:
+                self.browser.reloading()
             os.kill(self.pid, signal.SIGHUP)
             self.pipeline.reloaded(decision)
             self.history.append(
                 ReloadRecord(time.time(), tuple(decision.changes.paths), decision.quick)
             )
             self.pipeline.new_generation(time.time_ns())  # new workers start now
+        if self.browser:
+            self.browser.decided(self.pipeline.syntax_gate)
 
     def _announce(self) -> None:
         self.announced = True

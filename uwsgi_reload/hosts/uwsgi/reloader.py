@@ -17,8 +17,9 @@ import uwsgi
 
 from uwsgi_reload import backends, frameworks
 from uwsgi_reload.backends.gate import ScanGate
+from uwsgi_reload.browser import UwsgiBrowser
 from uwsgi_reload.core import entrypoints, loadstats
-from uwsgi_reload.core.config import Config, settings_line
+from uwsgi_reload.core.config import Config, option_text, settings_line
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.pipeline import Decision, Pipeline, Verdict, loop_message
 from uwsgi_reload.core.snapshot import Stat
@@ -70,6 +71,7 @@ class UwsgiReloader:
         self.fast_signum: int | None = None  # file monitors: check at once, not at the tick
         self.monitored: set[str] = set()
         self.wake_file = os.path.join(folder, "wake", "poke")
+        self.browser: UwsgiBrowser | None = None
 
     def start(self) -> None:
         if uwsgi.worker_id() == 0:
@@ -79,6 +81,11 @@ class UwsgiReloader:
         self.detector.start()
         self.gate.watch_tracked()
         self._register_signals()
+        if self.config.browser:  # before the app loads: the middleware goes around it
+            entry_files = options.entry_files(uwsgi.opt, self.config.base_dir)
+            self.browser = UwsgiBrowser(
+                self.journal.folder, uwsgi.opt, entry_files, option_text, log
+            )
 
     def _check_ini(self) -> str | None:
         return config_files.ini_problem(
@@ -245,6 +252,8 @@ class UwsgiReloader:
             self._announce()
         if self.config.mode == "chain" and self._chain_running():
             return
+        if self.browser:
+            self.browser.serving(os.path.basename(self.journal.path))
         for error in loadstats.listener_errors:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
@@ -275,6 +284,8 @@ class UwsgiReloader:
             log(f"new code serving, {since:.2f} s after the save")
         elif decision.verdict is Verdict.RELOAD:
             self._reload(decision)
+        if self.browser:
+            self.browser.decided(decision.verdict is Verdict.APPLIED, self.pipeline.syntax_gate)
 
     def _reload(self, decision: Decision) -> None:
         # a chain reload keeps the master, which would not read a changed ini again

@@ -1,0 +1,500 @@
+"""``uwsgi-reload-browser = true``: open pages follow the server.
+
+Pure tests of the middleware, then real servers (uWSGI graceful and chain, gunicorn,
+Django) with pages open in a real headless Chromium driven by Selenium: the test only
+reads the page's DOM, never acts on the page. ``make test-browser`` installs Chromium,
+chromedriver and Selenium; without them the browser tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from servers import BIN, GENERATION, READY, UWSGI, Server, free_port, plain_uwsgi_ini, write
+
+from uwsgi_reload.browser import middleware, state
+from uwsgi_reload.browser.middleware import BrowserMiddleware
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1000,620",
+)
+SCREENSHOT = Path(__file__).parent.parent / "docs" / "browser-overlay.png"
+
+HTML_APP = """\
+import greeting
+
+def application(environ, start_response):
+    body = (
+        "<!doctype html><html><head><title>demo</title></head><body>"
+        f"<h1>Greeting</h1><p id='text'>{greeting.TEXT}</p></body></html>"
+    ).encode()
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
+    headers += getattr(greeting, "HEADERS", [])
+    start_response("200 OK", headers)
+    return [body]
+"""
+
+
+def make_html_app(folder: Path, text: str = "v1", extra: str = "") -> None:
+    write(folder / "app.py", HTML_APP)
+    write(folder / "greeting.py", f"TEXT = {text!r}\n{extra}")
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def simple_app(status="200 OK", headers=None, body=(b"<html><body>hi</body></html>",)):
+    headers = headers if headers is not None else [("Content-Type", "text/html")]
+
+    def app(environ, start_response):
+        start_response(status, list(headers))
+        return body
+
+    return app
+
+
+def call(app, path="/", script_name="") -> tuple[str, list, bytes]:
+    seen: dict = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen.update(status=status, headers=headers)
+        return lambda data: None
+
+    result = app({"PATH_INFO": path, "SCRIPT_NAME": script_name}, start_response)
+    body = b"".join(result)
+    return seen["status"], seen["headers"], body
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> str:
+    path = state.state_path(str(tmp_path))
+    state.write(path, {"key": "k", "generation": "g1", "held": []})
+    return path
+
+
+def test_html_page_gets_the_script_before_body_end_with_content_length_fixed(state_file):
+    body = b"<html><BODY>hi</BODY></html>"
+    app = simple_app(headers=[("Content-Type", "text/html; charset=utf-8")], body=[body])
+    _, headers, page = call(BrowserMiddleware(app, state_file), script_name="/mount")
+    tag = (
+        b'<script src="/mount/__uwsgi_reload__/client.js" '
+        b'data-state="/mount/__uwsgi_reload__/state" data-generation="g1"></script>'
+    )
+    assert page == b"<html><BODY>hi" + tag + b"</BODY></html>"
+    assert dict(headers)["Content-Length"] == str(len(page))
+
+
+@pytest.mark.parametrize(
+    "status, headers, body",
+    [
+        ("404 Not Found", [("Content-Type", "text/html")], [b"<body>x</body>"]),
+        ("200 OK", [("Content-Type", "application/json")], [b"<body>x</body>"]),
+        (
+            "200 OK",
+            [("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
+            [b"<body>x</body>"],
+        ),
+        ("200 OK", [("Content-Type", "text/html")], iter([b"<body>", b"stream</body>"])),
+        ("200 OK", [("Content-Type", "text/html")], [b"no body end tag"]),
+    ],
+    ids=["not-200", "not-html", "compressed", "streaming", "no-body-tag"],
+)
+def test_other_responses_pass_unchanged(state_file, status, headers, body):
+    expected = b"".join(list(body)) if isinstance(body, list) else b"<body>stream</body>"
+    got_status, got_headers, page = call(
+        BrowserMiddleware(simple_app(status, headers, body), state_file)
+    )
+    assert (got_status, got_headers, page) == (status, headers, expected)
+
+
+def test_streaming_response_keeps_its_iterable_and_close():
+    closed = []
+
+    class Stream:
+        def __iter__(self):
+            yield b"<body>"
+            yield b"</body>"
+
+        def close(self):
+            closed.append(True)
+
+    stream = Stream()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return stream
+
+    result = BrowserMiddleware(app, "/nonexistent")({"PATH_INFO": "/"}, lambda *a: None)
+    assert result is stream
+
+
+def test_csp_nonce_is_used_for_the_script_tag(state_file):
+    csp = "default-src 'self'; script-src 'nonce-r4nd0m+/=' 'strict-dynamic'"
+    app = simple_app(headers=[("Content-Type", "text/html"), ("Content-Security-Policy", csp)])
+    _, _, page = call(BrowserMiddleware(app, state_file))
+    assert b'nonce="r4nd0m+/="' in page
+    assert middleware.script_nonce([("Content-Security-Policy", "default-src 'nonce-a1'")]) == "a1"
+    assert middleware.script_nonce([("Content-Security-Policy", "script-src 'self'")]) == ""
+
+
+def test_own_endpoints_answer_at_once_before_the_app(state_file):
+    def app(environ, start_response):
+        raise AssertionError("the app must not see our paths")
+
+    wrapped = BrowserMiddleware(app, state_file)
+    status, headers, body = call(wrapped, "/__uwsgi_reload__/state")
+    assert status == "200 OK" and body == b'{"generation": "g1", "held": []}'
+    assert ("Cache-Control", "no-store") in headers
+    status, _, body = call(wrapped, "/__uwsgi_reload__/client.js")
+    assert status == "200 OK" and b"location.reload()" in body
+    assert call(wrapped, "/__uwsgi_reload__/nothing")[0] == "404 Not Found"
+
+
+def test_held_problem_names_file_line_and_message(tmp_path):
+    broken = tmp_path / "views.py"
+    broken.write_text("def f(:\n")
+    [problem] = state.held_problems({str(broken): object()}, {})
+    assert (problem["file"], problem["line"]) == (str(broken), 1), problem
+    assert problem["message"].startswith("SyntaxError: "), problem
+    ini = str(tmp_path / "uwsgi.ini")
+    checks = {ini: lambda: f"{ini}:7: uwsgi-reload-period = 'x' is not allowed"}
+    assert state.held_problems({ini: object()}, checks) == [
+        {"file": ini, "line": 7, "message": "uwsgi-reload-period = 'x' is not allowed"}
+    ]
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable]:
+    """A function that opens a new headless Chromium; all are quit at teardown."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} missing: `make test-browser` installs them (root)")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium missing: `make test-browser` installs it"
+    )
+    drivers = []
+
+    def open_browser():
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROME_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+        service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+        driver = webdriver.Chrome(options=options, service=service)
+        driver.set_page_load_timeout(30)
+        drivers.append(driver)
+        return driver
+
+    yield open_browser
+    for driver in drivers:
+        driver.quit()
+
+
+def page_text(driver, element_id: str = "text") -> str | None:
+    """The text of the element, or None while the page is being replaced."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return driver.execute_script(
+            "var e = document.getElementById(arguments[0]); return e ? e.textContent : null;",
+            element_id,
+        )
+    except WebDriverException:
+        return None
+
+
+def overlay_text(driver) -> str | None:
+    return page_text(driver, "uwsgi-reload-overlay")
+
+
+def wait_page(server: Server, driver, predicate: Callable[[], bool], what: str, timeout=20.0):
+    return server.wait_until(predicate, timeout, f"the page in the browser: {what}")
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def start_uwsgi_browser(servers: list, folder: Path, body: str) -> Server:
+    port = free_port()
+    ini = folder / "uwsgi.ini"
+    ini.write_text(
+        plain_uwsgi_ini(
+            port,
+            "import = uwsgi_reload\nuwsgi-reload-delay = 0.1\ndie-on-term = true\n"
+            "disable-logging = true\nuwsgi-reload-browser = true\n" + body,
+        )
+    )
+    server = Server([UWSGI, "--ini", str(ini)], folder, port)
+    servers.append(server)
+    server.wait_for_log(READY)
+    return server
+
+
+def follow_saves(server: Server, driver, folder: Path, generations: int = 1) -> None:
+    """The page open in ``driver`` shows v2 after the save, by itself; what it showed
+    meanwhile was only ever the old or the new page (never an error page)."""
+    driver.get(server.url + "/")
+    assert page_text(driver) == "v1", server.explain(f"page: {driver.page_source[:300]}")
+    seen: set = set()
+
+    def shows_v2() -> bool:
+        text = page_text(driver)
+        seen.add(text)
+        return text == "v2"
+
+    write(folder / "greeting.py", "TEXT = 'v2'\n")
+    wait_page(server, driver, shows_v2, "shows v2")
+    assert seen <= {"v1", "v2", None}, server.explain(f"the page showed {seen}")
+    assert driver.execute_script("return performance.getEntriesByType('navigation')[0].type") == (
+        "reload"
+    )
+
+
+@pytest.mark.integration
+def test_open_page_refreshes_after_a_graceful_reload(tmp_path, servers, chromium):
+    make_html_app(tmp_path)
+    server = start_uwsgi_browser(servers, tmp_path, "wsgi-file = app.py\n")
+    follow_saves(server, chromium(), tmp_path)
+
+
+@pytest.mark.integration
+def test_open_page_refreshes_after_a_chain_reload(tmp_path, servers, chromium):
+    make_html_app(tmp_path)
+    server = start_uwsgi_browser(
+        servers,
+        tmp_path,
+        "wsgi-file = app.py\nlazy-apps = true\nmaster-fifo = master.fifo\n"
+        "forkbomb-delay = 0\nuwsgi-reload-mode = chain\n",
+    )
+    driver = chromium()
+    follow_saves(server, driver, tmp_path)
+    server.wait_for_log(r"modified .*greeting\.py -> chain reload")
+    # refreshed once the chain had finished: no worker serves v1 any more
+    bodies = {server.get()[1] for _ in range(10)}
+    assert all("v2" in body for body in bodies), server.explain(f"served {bodies}")
+
+
+@pytest.mark.integration
+def test_held_save_shows_an_overlay_and_the_fix_clears_it(tmp_path, servers, chromium):
+    make_html_app(tmp_path)
+    server = start_uwsgi_browser(servers, tmp_path, "wsgi-file = app.py\n")
+    driver = chromium()
+    driver.get(server.url + "/")
+    assert page_text(driver) == "v1"
+    write(tmp_path / "greeting.py", "TEXT = 'v2\n")
+    wait_page(server, driver, lambda: "greeting.py:1" in (overlay_text(driver) or ""), "overlay")
+    overlay = overlay_text(driver)
+    assert str(tmp_path / "greeting.py") + ":1" in overlay, overlay
+    assert "SyntaxError" in overlay, overlay
+    assert page_text(driver) == "v1", "the old page stays under the overlay"
+    driver.save_screenshot(str(tmp_path / "overlay.png"))
+    if os.environ.get("UPDATE_SCREENSHOT"):  # the README's picture
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "overlay.png", SCREENSHOT)
+    server.holds(lambda: page_text(driver) == "v1", 1.5, "the page stays on v1 while held")
+    write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
+    wait_page(server, driver, lambda: page_text(driver) == "v3", "shows v3")
+    wait_page(server, driver, lambda: overlay_text(driver) is None, "overlay gone")
+
+
+@pytest.mark.integration
+def test_bad_ini_edit_shows_in_the_overlay(tmp_path, servers, chromium):
+    make_html_app(tmp_path)
+    server = start_uwsgi_browser(servers, tmp_path, "wsgi-file = app.py\n")
+    driver = chromium()
+    driver.get(server.url + "/")
+    ini = tmp_path / "uwsgi.ini"
+    good = ini.read_text()
+    ini.write_text(good + "uwsgi-reload-period = fast\n")
+    line_no = len(good.splitlines()) + 1
+    wait_page(server, driver, lambda: "uwsgi.ini" in (overlay_text(driver) or ""), "overlay")
+    overlay = overlay_text(driver)
+    assert f"{ini}:{line_no}" in overlay and "uwsgi-reload-period" in overlay, overlay
+    ini.write_text(good)
+    wait_page(server, driver, lambda: overlay_text(driver) is None, "overlay gone after the fix")
+
+
+def reload_times(server: Server, folder: Path, first: int, saves: int = 3) -> list[float]:
+    """Seconds from each save to the first response with its text (HTTP, outside the
+    browser), each after the generation before it had its first check."""
+    times = []
+    for n in range(first, first + saves):
+        generations = server.count(GENERATION)
+        saved = time.monotonic()
+        write(folder / "greeting.py", f"TEXT = 'v{n}'\n")
+        server.wait_for_body(f"v{n}", timeout=20)
+        times.append(time.monotonic() - saved)
+        server.wait_for_log(GENERATION, count=generations + 1)
+    return times
+
+
+@pytest.mark.integration
+def test_ten_open_tabs_do_not_delay_a_graceful_reload(tmp_path, servers, chromium, capsys):
+    make_html_app(tmp_path, "v0")
+    server = start_uwsgi_browser(servers, tmp_path, "wsgi-file = app.py\n")
+    server.wait_for_body("v0")
+    without = reload_times(server, tmp_path, 1)
+    driver = chromium()
+    tabs = []
+    for index in range(10):
+        if index:
+            driver.switch_to.new_window("tab")
+        driver.get(server.url + "/")
+        tabs.append(driver.current_window_handle)
+    with_tabs = reload_times(server, tmp_path, 4)
+    none_s, tabs_s = statistics.median(without), statistics.median(with_tabs)
+    with capsys.disabled():
+        print(
+            f"\n[browser] save -> new code served, median of 3: no tab {none_s:.2f}s "
+            f"({', '.join(f'{t:.2f}' for t in without)}); 10 tabs {tabs_s:.2f}s "
+            f"({', '.join(f'{t:.2f}' for t in with_tabs)})"
+        )
+    assert tabs_s <= 1.5 * none_s + 0.3, server.explain(f"{tabs_s:.2f}s vs {none_s:.2f}s")
+    for handle in tabs:  # and every tab followed
+        driver.switch_to.window(handle)
+        wait_page(server, driver, lambda: page_text(driver) == "v6", f"tab {handle} shows v6")
+
+
+def raw_get(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.integration
+def test_off_by_default_responses_are_byte_identical(tmp_path, servers):
+    make_html_app(tmp_path)
+    variants = {
+        "no uwsgi_reload": "",
+        "key absent": "import = uwsgi_reload\n",
+        "key false": "import = uwsgi_reload\nuwsgi-reload-browser = false\n",
+        "key true": "import = uwsgi_reload\nuwsgi-reload-browser = true\n",
+    }
+    responses = {}
+    for name, body in variants.items():
+        port = free_port()
+        ini = tmp_path / f"uwsgi-{port}.ini"
+        ini.write_text(plain_uwsgi_ini(port, "wsgi-file = app.py\n" + body))
+        server = Server([UWSGI, "--ini", str(ini)], tmp_path, port)
+        servers.append(server)
+        server.wait_for_body("v1")
+        responses[name] = raw_get(port)
+        server.stop()
+    assert b"v1" in responses["no uwsgi_reload"]
+    assert responses["key absent"] == responses["no uwsgi_reload"]
+    assert responses["key false"] == responses["no uwsgi_reload"]
+    assert b"__uwsgi_reload__/client.js" in responses["key true"]
+
+
+@pytest.mark.integration
+def test_csp_nonce_page_follows_a_save(tmp_path, servers, chromium):
+    csp = "HEADERS = [('Content-Security-Policy', \"script-src 'nonce-Zm9vYmFy'\")]\n"
+    make_html_app(tmp_path, extra=csp)
+    server = start_uwsgi_browser(servers, tmp_path, "wsgi-file = app.py\n")
+    assert 'nonce="Zm9vYmFy"' in server.get()[1], server.explain("no nonce on the script")
+    driver = chromium()
+    driver.get(server.url + "/")
+    assert page_text(driver) == "v1"
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n" + csp)
+    wait_page(server, driver, lambda: page_text(driver) == "v2", "shows v2 under the CSP")
+
+
+@pytest.mark.integration
+def test_gunicorn_page_follows_a_save_and_shows_a_held_one(tmp_path, chromium):
+    pytest.importorskip("gunicorn")
+    from test_gunicorn import READY as GUNICORN_READY
+    from test_gunicorn import start_gunicorn
+
+    make_html_app(tmp_path)
+    server = start_gunicorn(tmp_path, env={"UWSGI_RELOAD_BROWSER": "1"}, app="app:application")
+    try:
+        server.wait_for_log(GUNICORN_READY)
+        server.wait_for_body("v1")
+        driver = chromium()
+        driver.get(server.url + "/")
+        assert page_text(driver) == "v1"
+        write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+        wait_page(server, driver, lambda: page_text(driver) == "v2", "shows v2")
+        write(tmp_path / "greeting.py", "TEXT = 'v3\n")
+        wait_page(server, driver, lambda: "greeting.py:1" in (overlay_text(driver) or ""), "held")
+        assert page_text(driver) == "v2"
+        write(tmp_path / "greeting.py", "TEXT = 'v4'\n")
+        wait_page(server, driver, lambda: page_text(driver) == "v4", "shows v4")
+        wait_page(server, driver, lambda: overlay_text(driver) is None, "overlay gone")
+    finally:
+        server.stop()
+
+
+DJANGO_TEMPLATE = (
+    "<!doctype html><html><body><p id='text'>template-v1</p>"
+    "<p id='view'>{{ view }}</p></body></html>"
+)
+
+
+@pytest.mark.integration
+def test_django_template_applied_in_place_refreshes_the_page(tmp_path, servers, chromium):
+    pytest.importorskip("django")
+    from test_django import BODY, TEMPLATE, URLS, VIEWS
+
+    subprocess.run([str(BIN / "django-admin"), "startproject", "mysite"], cwd=tmp_path, check=True)
+    project = tmp_path / "mysite"
+    write(project / "pages" / "__init__.py", "")
+    write(project / "pages" / "views.py", VIEWS.replace("VIEW", "view-v1"))
+    write(project / "mysite" / "urls.py", URLS)
+    settings = project / "mysite" / "settings.py"
+    write(settings, settings.read_text() + '\nINSTALLED_APPS += ["pages"]\n')
+    write(project / TEMPLATE, DJANGO_TEMPLATE)
+    port = free_port()
+    ini = project / "uwsgi.ini"
+    ini.write_text(
+        plain_uwsgi_ini(
+            port,
+            "import = uwsgi_reload\nuwsgi-reload-delay = 0.1\ndie-on-term = true\n"
+            "uwsgi-reload-browser = true\n" + BODY,
+        )
+    )
+    server = Server([UWSGI, "--ini", str(ini)], project, port)
+    servers.append(server)
+    line = server.wait_for_log(READY + ".*").group(0)
+    assert "extensions: django" in line, server.explain("Django was not detected")
+    server.wait_for_body("template-v1")
+    driver = chromium()
+    driver.get(server.url + "/")
+    assert page_text(driver) == "template-v1", driver.page_source[:500]
+    write(project / TEMPLATE, DJANGO_TEMPLATE.replace("template-v1", "template-v2"))
+    wait_page(server, driver, lambda: page_text(driver) == "template-v2", "template-v2")
+    server.wait_for_log(r"applied by django in every worker, no reload")
+    assert server.count(r"graceful reload") == 0, server.explain("the template edit reloaded")
+    views = project / "pages" / "views.py"
+    views.write_text(views.read_text().replace("view-v1", "view-v2"))
+    wait_page(server, driver, lambda: page_text(driver, "view") == "view-v2", "view-v2")
