@@ -181,7 +181,8 @@ class GunicornReloader:
         self.pid = os.getpid()
         self.config = config
         self.detector = Detector(config)
-        self.journal = state.Journal(state.instance_dir(self.pid), "gunicorn")
+        folder = state.instance_dir(self.pid, log=self._warn)
+        self.journal = state.Journal(folder, "gunicorn", single_reader=True)
         self.watcher = Watcher(self.detector, self._reload, self._warn, before=self._merge)
         self.announced = False
         self.journal_failed = False
@@ -196,8 +197,7 @@ class GunicornReloader:
         self.server.log.warning("uwsgi_reload: %s", message)
 
     def start(self) -> None:
-        self.journal.clear_old()
-        state.remove_dead_instances(self.journal.folder)
+        state.start_generation(self.journal)
         loadstats.install(self._on_load)
         entry = entrypoints.module_path(getattr(self.server.app, "app_uri", None) or "", sys.path)
         if entry and not self._ignored(entry):

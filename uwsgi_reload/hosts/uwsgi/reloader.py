@@ -73,7 +73,7 @@ class UwsgiReloader:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.detector = Detector(config)
-        folder = state.instance_dir(uwsgi.masterpid())
+        folder = state.instance_dir(uwsgi.masterpid(), log=log)
         self.history = state.History(folder)
         # a new journal at each reload: chain and workers reloads keep the master (and
         # its start time), and their new workers must not read the old "reloading"
@@ -97,9 +97,7 @@ class UwsgiReloader:
         self.wake_file = os.path.join(folder, "wake", "poke")
 
     def start(self) -> None:
-        if uwsgi.worker_id() == 0:
-            self.journal.clear_old()
-            state.remove_dead_instances(self.journal.folder)
+        state.start_generation(self.journal, self.history)  # once per generation (a lock)
         loadstats.install(self._on_load)
         self.detector.start()
         self._open_events()
