@@ -106,7 +106,7 @@ def make_action(args: argparse.Namespace) -> Action:
         return WriteFifo(os.path.abspath(args.fifo), args.fifo_command or "r")
     if args.touch:
         return Touch(os.path.abspath(args.touch))
-    return Exec(args.exec)
+    return Exec(args.exec, getattr(args, "exec_timeout", None))
 
 
 def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
@@ -125,6 +125,8 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
         config, exclude=(*config.exclude, *(os.path.abspath(p) for p in own))
     )
     stop = stop or _stop_on_signals()
+    if isinstance(action, Exec):
+        action.stop = stop
     problem = _wait_until_usable(action, args.wait, stop)
     if problem:
         _log(f"ERROR: {problem}")
@@ -144,12 +146,19 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             "watch fewer folders, or --exclude what does not need a reload"
         )
 
-    def act(changes: Changes) -> None:
+    def act(changes: Changes) -> bool:
+        """True when the server was told; on False the change stays pending and the
+        next check tries again."""
         _log(f"{changes.describe()} -> {action.describe()}")
         try:
             _log(action.run(changes))
+            return True
         except ActionError as error:
-            _log(f"ERROR: {error}; watching on, the next change tries again")
+            if stop.is_set():
+                _log(str(error))
+            else:
+                _log(f"ERROR: {error}; watching on, the next check tries again")
+            return False
 
     Watcher(detector, act, _log).run(stop, args.period)
     _log("stopped")
@@ -182,6 +191,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        stop.signum = signum  # type: ignore[attr-defined]  # forwarded to an --exec command
         stop.set()
 
     signal.signal(signal.SIGINT, handler)

@@ -16,15 +16,15 @@ class Watcher:
     """Poll a :class:`Detector`; on a change wait until it settles, hold it back while a
     changed ``.py`` file does not compile, else hand it to ``act``.
 
-    One per host that owns a loop (this command, gunicorn's arbiter). A change is made
-    the baseline before ``act`` runs, so a failing action is reported once, not at
-    every check.
+    One per host that owns a loop (this command, gunicorn's arbiter). A change becomes
+    the baseline once ``act`` handled it; when ``act`` returns False (the server could
+    not be told) it stays pending and the next check tries again.
     """
 
     def __init__(
         self,
         detector: Detector,
-        act: Callable[[Changes], None],
+        act: Callable[[Changes], bool | None],
         log: Callable[[str], None],
         before: Callable[[], None] | None = None,
     ) -> None:
@@ -41,10 +41,12 @@ class Watcher:
         if not self.detector.check():
             return Changes()
         changes, current = self.detector.settle()
-        self.detector.accept(current)
         if not changes or self._held_back(changes, current):
+            self.detector.accept(current)
             return Changes()
-        self.act(changes)
+        if self.act(changes) is False:
+            return Changes()  # the action failed: not the baseline, the next check retries
+        self.detector.accept(current)
         return changes
 
     def _held_back(self, changes: Changes, current: Mapping[str, Stat]) -> bool:
