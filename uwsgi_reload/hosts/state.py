@@ -193,6 +193,9 @@ def instance_dir(
     problem = _make_private(path)
     if problem:
         raise StateDirError(f"cannot use the state folder of this server: {problem}")
+    problem = _make_private(os.path.join(path, "wake"))  # the uWSGI host's wake-up folder
+    if problem:
+        raise StateDirError(f"cannot use the state folder of this server: {problem}")
     marker = os.path.join(path, MARKER)
     with suppress(FileExistsError):
         _create_exclusive(marker, json.dumps(_identity(server_pid, started)).encode())
