@@ -183,3 +183,22 @@ def test_single_reader_journal_rotates_and_loses_nothing(tmp_path, monkeypatch):
     assert paths.count("/late.py") == 1
     assert [p for p in paths if p != "/late.py"] == [f"/srv/app/m{n}.py" for n in range(5000)]
     assert folder_size(tmp_path)[1] < 40_000  # the journal and the one rotated away
+
+
+def test_journal_drops_lines_of_the_wrong_shape(tmp_path):
+    journal = state.Journal(str(tmp_path), "1")
+    journal.record_loaded("/srv/app/a.py", (1, 2, 3))
+    with open(journal.path, "a") as f:
+        for line in (
+            '{"loaded": "/etc/passwd"}',
+            '{"baseline": {"/a.py": "x"}}',
+            '["not", "a", "record"]',
+            '{"reloading": [1]}',
+            "not json",
+        ):
+            f.write(line + "\n")
+    journal.record(reloading=["/srv/app/a.py"])
+    assert state.Journal(str(tmp_path), "1").read_new() == [
+        {"loaded": ["/srv/app/a.py", [1, 2, 3]]},
+        {"reloading": ["/srv/app/a.py"]},
+    ]

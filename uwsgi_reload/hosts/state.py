@@ -414,7 +414,7 @@ class Journal:
                 record = json.loads(line.decode("utf-8", "surrogatepass"))
             except ValueError:
                 continue
-            if isinstance(record, dict):
+            if isinstance(record, dict) and _well_formed(record):
                 records.append(record)
         return records
 
@@ -434,6 +434,38 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _is_stat(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(n, (int, float)) for n in value)
+
+
+def _path_stats(value: object, missing_ok: bool) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(path, str) and (_is_stat(stat) or (missing_ok and stat is None))
+        for path, stat in value.items()
+    )
+
+
+_SHAPES: dict[str, Callable[[object], bool]] = {
+    "baseline": lambda v: _path_stats(v, missing_ok=True),
+    "broken": lambda v: _path_stats(v, missing_ok=False),
+    "failed": lambda v: _path_stats(v, missing_ok=True),
+    "loaded": lambda v: (
+        isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and _is_stat(v[1])
+    ),
+    "reloading": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+    "apply": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+    "announced": lambda v: isinstance(v, int),
+    "pid": lambda v: isinstance(v, int),
+    "watch": lambda v: isinstance(v, dict),
+}
+
+
+def _well_formed(record: dict) -> bool:
+    """A journal line is data: one whose known fields have the wrong shape (a torn or
+    foreign line) is dropped rather than break the reader."""
+    return all(check(record[key]) for key, check in _SHAPES.items() if key in record)
 
 
 def _list(data: object) -> list:
