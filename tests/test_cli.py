@@ -547,6 +547,24 @@ def test_watch_exec_that_failed_is_tried_again_at_the_next_check(tmp_path, proce
     watcher.wait_until((tmp_path / "told").exists, 10, "a second try without another save")
     assert (tmp_path / "told").read_text() == str(tmp_path / "a.py")
     watcher.holds(lambda: watcher.count(r"exited with status 0") == 1, 1.0, "acted once")
+    assert watcher.count(r"ERROR") == 1, watcher.explain("one failure, logged once")
+    watcher.wait_for_log(r"exited with status 0 \(tried again: modified \S*a\.py\)")
+
+
+@pytest.mark.integration
+def test_watch_retries_a_failing_action_logging_the_error_once(tmp_path, processes):
+    write(tmp_path / "a.py", "A = 1\n")
+    watcher = start_watcher(processes, tmp_path, "a.py", "--exec", "echo x >> tries; exit 4")
+    write(tmp_path / "a.py", "A = 2\n")
+    watcher.wait_until(
+        lambda: (tmp_path / "tries").exists() and len((tmp_path / "tries").read_text()) >= 8,
+        10,
+        "four tries",
+    )
+    assert watcher.count(r"ERROR: `echo x >> tries; exit 4` exited with status 4") == 1, (
+        watcher.explain("the same error is logged once")
+    )
+    assert watcher.count(r"modified \S*a\.py -> run") == 1
 
 
 @pytest.mark.integration

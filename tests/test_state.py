@@ -202,3 +202,19 @@ def test_journal_drops_lines_of_the_wrong_shape(tmp_path):
         {"loaded": ["/srv/app/a.py", [1, 2, 3]]},
         {"reloading": ["/srv/app/a.py"]},
     ]
+
+
+def test_state_dir_variable_naming_another_users_folder_is_refused(tmp_path, monkeypatch):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    theirs.chmod(0o777)
+    os.chown(theirs, 65534, 65534)  # nobody's, writable by all, no sticky bit
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(state.tempfile, "tempdir", None)
+    try:
+        root, refused = state.state_root({state.STATE_DIR_ENV: str(theirs)})
+    finally:
+        state.tempfile.tempdir = None
+    assert root == str(tmp_path / f"uwsgi-reload-{os.getuid()}")
+    assert refused == [f"{theirs} belongs to uid 65534"]
+    assert os.listdir(theirs) == []

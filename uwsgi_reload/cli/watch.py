@@ -146,19 +146,26 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             "watch fewer folders, or --exclude what does not need a reload"
         )
 
+    failing: list[str] = []  # the error of the last try, while the same one repeats
+
     def act(changes: Changes) -> bool:
         """True when the server was told; on False the change stays pending and the
-        next check tries again."""
-        _log(f"{changes.describe()} -> {action.describe()}")
+        next check tries again (logged once while the same error repeats)."""
+        retry = bool(failing)
+        if not retry:
+            _log(f"{changes.describe()} -> {action.describe()}")
         try:
-            _log(action.run(changes))
-            return True
+            done = action.run(changes)
         except ActionError as error:
             if stop.is_set():
                 _log(str(error))
-            else:
+            elif [str(error)] != failing:
                 _log(f"ERROR: {error}; watching on, the next check tries again")
+            failing[:] = [str(error)]
             return False
+        failing.clear()
+        _log(f"{done} (tried again: {changes.describe()})" if retry else done)
+        return True
 
     Watcher(detector, act, _log).run(stop, args.period)
     _log("stopped")
