@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -443,3 +444,180 @@ def test_watch_reloads_gunicorn_through_its_pidfile(tmp_path, processes):
     watcher.wait_for_log(r"sent SIGHUP to \d+")
     # gunicorn rewrites its pidfile at the reload: that must not count as a change
     assert watcher.count(r" -> send SIGHUP") == 1, watcher.explain("expected one reload")
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_check_names_an_ini_include_cycle_fast(tmp_path):
+    write(tmp_path / "self.ini", "[uwsgi]\n" + "ini = %p\n" * 4)
+    write(tmp_path / "a.ini", "[uwsgi]\nini = %db.ini\n")
+    write(tmp_path / "b.ini", "[uwsgi]\nmaster = true\nini = %da.ini\n")
+    started = time.monotonic()
+    status, out = run_check("--ini", str(tmp_path / "self.ini"))
+    assert status == 2, out
+    assert f"`ini =` includes form a cycle: {tmp_path}/self.ini -> {tmp_path}/self.ini" in out
+    status, out = run_check("--ini", str(tmp_path / "a.ini"))
+    assert status == 2, out
+    assert f"cycle: {tmp_path}/a.ini -> {tmp_path}/b.ini -> {tmp_path}/a.ini" in out
+    assert time.monotonic() - started < 2
+
+
+def test_check_caps_includes_that_multiply(tmp_path):
+    for level in range(6):  # no cycle, but 4**6 reads
+        write(tmp_path / f"{level}.ini", "[uwsgi]\n" + f"ini = %d{level + 1}.ini\n" * 4)
+    write(tmp_path / "6.ini", "[uwsgi]\nmaster = true\n")
+    status, out = run_check("--ini", str(tmp_path / "0.ini"))
+    assert status == 2 and "more than 200 `ini =` includes" in out, out
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"99999999999999999999\n", b"\x00\xff\xfe junk \x80", b"", b"1" * 10_000_000, b"0\n"],
+    ids=["huge-number", "binary", "empty", "huge-file", "zero"],
+)
+def test_watch_pidfile_content_never_gives_a_traceback(capsys, tmp_path, content):
+    pidfile = tmp_path / "app.pid"
+    pidfile.write_bytes(content)
+    status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+    assert status == 2, err
+    assert f"pidfile {pidfile} holds" in err and "not a process id" in err, err
+    assert "Traceback" not in err and len(err) < 1000
+
+
+def test_watch_refuses_a_stale_pidfile_naming_another_program(capsys, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile.write_text(f"{victim.pid}\n")
+        status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+        assert status == 2
+        assert f"process {victim.pid} (from pidfile {pidfile}) is `sleep 30`, not uWSGI" in err
+        assert victim.poll() is None, "the unrelated process was signalled"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_watch_refuses_a_server_started_after_the_pidfile_was_written(capsys, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    # a process that looks like uWSGI, but started long after the pidfile was written
+    imposter = subprocess.Popen(["bash", "-c", "exec -a uwsgi sleep 30"])
+    try:
+        pidfile.write_text(f"{imposter.pid}\n")
+        an_hour_ago = time.time() - 3600
+        os.utime(pidfile, (an_hour_ago, an_hour_ago))
+        deadline = time.monotonic() + 5
+        while b"uwsgi" not in Path(f"/proc/{imposter.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "bash did not exec"
+            time.sleep(0.01)
+        status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
+        assert status == 2, err
+        assert f"process {imposter.pid} (from pidfile {pidfile}) started at" in err
+        assert "after the pidfile was written" in err and "pid was reused" in err
+        assert imposter.poll() is None
+    finally:
+        imposter.kill()
+        imposter.wait()
+
+
+def test_exec_variable_is_capped_and_the_file_has_every_path(tmp_path):
+    paths = [f"/srv/app/pkg/module_{n:05d}.py" for n in range(2500)]
+    text = actions.changed_variable(paths)
+    lines = text.split("\n")
+    assert lines[:100] == paths[:100] and len(lines) == 101
+    assert lines[100] == "... and 2400 more (all in $UWSGI_RELOAD_CHANGED_FILE)"
+    out = tmp_path / "out"
+    command = f'cp "$UWSGI_RELOAD_CHANGED_FILE" {out}; ls -l "$UWSGI_RELOAD_CHANGED_FILE" >> {out}'
+    actions.Exec(command).run(Changes(added=frozenset(paths)))
+    listed = out.read_text().splitlines()
+    assert listed[:-1] == paths and listed[-1].startswith("-rw------- ")
+
+
+def test_exec_timeout_kills_the_command_group(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(actions.ActionError, match=r"still ran after 0.3s \(--exec-timeout\)"):
+        actions.Exec(f"sleep 30 & echo $! > {tmp_path}/bg; wait", timeout=0.3).run(Changes())
+    assert time.monotonic() - started < 5
+    background = int((tmp_path / "bg").read_text())
+    assert (
+        not Path(f"/proc/{background}").exists()
+        or "Z" in Path(f"/proc/{background}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    ), "the command's background child still runs"
+
+
+@pytest.mark.integration
+def test_watch_exec_with_2500_changed_files(tmp_path, processes):
+    (tmp_path / "src").mkdir()
+    out = tmp_path / "out"
+    command = (
+        f'printf "%s" "$UWSGI_RELOAD_CHANGED" > {out}.var; cp "$UWSGI_RELOAD_CHANGED_FILE" {out}'
+    )
+    watcher = start_watcher(processes, tmp_path, "src", "--exec", command)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for n in range(2500):
+        (staging / f"generated_module_number_{n:05d}.txt").write_text("x")
+    staging.rename(tmp_path / "src" / "generated")  # 2,500 new files in one step
+    watcher.wait_until(
+        lambda: out.exists() and len(out.read_text().splitlines()) >= 2500, 30, "every path"
+    )
+    variable = Path(f"{out}.var").read_text().split("\n")
+    assert len(variable) == 101 and variable[-1].startswith("... and 2400 more"), variable[-3:]
+    assert "Argument list too long" not in watcher.log(), watcher.explain("E2BIG")
+    watcher.wait_for_log(r"exited with status 0")
+
+
+@pytest.mark.integration
+def test_watch_exec_that_failed_is_tried_again_at_the_next_check(tmp_path, processes):
+    write(tmp_path / "a.py", "A = 1\n")
+    command = (
+        'if [ -e tried ]; then printf "%s" "$UWSGI_RELOAD_CHANGED" > told; '
+        "else touch tried; exit 3; fi"
+    )
+    watcher = start_watcher(processes, tmp_path, "a.py", "--exec", command)
+    write(tmp_path / "a.py", "A = 2\n")
+    watcher.wait_for_log(r"exited with status 3; watching on")
+    watcher.wait_until((tmp_path / "told").exists, 10, "a second try without another save")
+    assert (tmp_path / "told").read_text() == str(tmp_path / "a.py")
+    watcher.holds(lambda: watcher.count(r"exited with status 0") == 1, 1.0, "acted once")
+    assert watcher.count(r"ERROR") == 1, watcher.explain("one failure, logged once")
+    watcher.wait_for_log(r"exited with status 0 \(tried again: modified \S*a\.py\)")
+
+
+@pytest.mark.integration
+def test_watch_retries_a_failing_action_logging_the_error_once(tmp_path, processes):
+    write(tmp_path / "a.py", "A = 1\n")
+    watcher = start_watcher(processes, tmp_path, "a.py", "--exec", "echo x >> tries; exit 4")
+    write(tmp_path / "a.py", "A = 2\n")
+    watcher.wait_until(
+        lambda: (tmp_path / "tries").exists() and len((tmp_path / "tries").read_text()) >= 8,
+        10,
+        "four tries",
+    )
+    assert watcher.count(r"ERROR: `echo x >> tries; exit 4` exited with status 4") == 1, (
+        watcher.explain("the same error is logged once")
+    )
+    assert watcher.count(r"modified \S*a\.py -> run") == 1
+
+
+@pytest.mark.integration
+def test_watch_stops_within_a_second_of_sigterm_while_exec_runs(tmp_path, processes):
+    write(tmp_path / "a.py", "A = 1\n")
+    command = "echo $$ > child.pid; exec sleep 30"
+    watcher = start_watcher(processes, tmp_path, "a.py", "--exec", command)
+    write(tmp_path / "a.py", "A = 2\n")
+    watcher.wait_until(
+        lambda: (tmp_path / "child.pid").exists() and (tmp_path / "child.pid").read_text(),
+        10,
+        "the command to start",
+    )
+    child = int((tmp_path / "child.pid").read_text())
+    started = time.monotonic()
+    watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.wait_exit(5) == 0
+    took = time.monotonic() - started
+    assert took < 1.0, watcher.explain(f"the watcher took {took:.2f}s to stop")
+    assert not Path(f"/proc/{child}").exists(), "the command still runs"
+    assert "sent SIGTERM to `echo $$ > child.pid; exec sleep 30`" in watcher.log()
+    assert "killed by SIGTERM" in watcher.log(), watcher.explain("forwarded")

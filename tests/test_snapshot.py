@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from uwsgi_reload.core import snapshot
 from uwsgi_reload.core.snapshot import FileStat, diff, stat_file, take
+from uwsgi_reload.hosts.records import Baseline, Broken, Loaded
 from uwsgi_reload.hosts.state import Journal
 
 
@@ -79,12 +79,12 @@ def test_stats_survive_the_journal(tmp_path):
     stat = stat_file(path)
     assert stat is not None
     writer, reader = Journal(str(tmp_path), "g1"), Journal(str(tmp_path), "g1")
-    writer.record_loaded(path, stat)
-    writer.record_baseline({path: stat, str(tmp_path / "gone.py"): None})
-    writer.record(broken={path: stat})
+    writer.append(Loaded(path, stat))
+    writer.append(Baseline({path: stat, str(tmp_path / "gone.py"): None}))
+    writer.append(Broken({path: stat}))
     loaded, baseline, broken = reader.read_new()
-    for value in (loaded["loaded"][1], baseline["baseline"][path], broken["broken"][path]):
-        back = snapshot.from_record(value)
+    assert baseline.stats[str(tmp_path / "gone.py")] is None
+    for back in (loaded.stat, baseline.stats[path], broken.stats[path]):
         assert back == stat and back.mode == stat.mode and type(back) is FileStat
     assert json.loads(json.dumps(stat)) == list(stat)
 

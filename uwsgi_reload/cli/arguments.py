@@ -26,7 +26,9 @@ folder; default `.`. Caches, VCS folders, virtualenvs, logs, databases and edito
 files are never watched, and neither are the pidfile, FIFO or touch file. A change acts
 once the files have been quiet for --delay seconds; a changed .py file that does not
 compile holds the reload back until it is fixed. --exec gets the changed paths, one a
-line, in $UWSGI_RELOAD_CHANGED. Stop with Ctrl-C or SIGTERM.
+line, in $UWSGI_RELOAD_CHANGED (the first 100, then a count line) and all of them in the
+file named by $UWSGI_RELOAD_CHANGED_FILE; when it fails, the next check tries again.
+Stop with Ctrl-C or SIGTERM (forwarded to a running --exec command's process group).
 """
 
 CHECK_EPILOG = """\
@@ -72,6 +74,13 @@ def parser() -> argparse.ArgumentParser:
         choices=list("rRcw"),
         help="r graceful reload (default), R brutal reload, c chain reload (needs "
         "lazy-apps), w reload the workers only (new code only with lazy-apps)",
+    )
+    w.add_argument(
+        "--exec-timeout",
+        type=_seconds(0.1, 86400, "60"),
+        metavar="S",
+        help="stop the --exec command (its whole process group) when it runs longer "
+        "than S seconds; the change is tried again at the next check (default: no limit)",
     )
     w.add_argument(
         "--wait",
@@ -137,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             arguments.error("--signal goes with --pidfile")
         if args.fifo_command and not args.fifo:
             arguments.error("--fifo-command goes with --fifo")
+        if args.exec_timeout is not None and not args.exec:
+            arguments.error("--exec-timeout goes with --exec")
         return watch(args)
     try:
         return check(args)

@@ -97,7 +97,7 @@ def make_action(args: argparse.Namespace) -> Action:
         return WriteFifo(os.path.abspath(args.fifo), args.fifo_command or "r")
     if args.touch:
         return Touch(os.path.abspath(args.touch))
-    return Exec(args.exec)
+    return Exec(args.exec, getattr(args, "exec_timeout", None))
 
 
 def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
@@ -116,6 +116,8 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
         config, exclude=(*config.exclude, *(os.path.abspath(p) for p in own))
     )
     stop = stop or _stop_on_signals()
+    if isinstance(action, Exec):
+        action.stop = stop
     problem = _wait_until_usable(action, args.wait, stop)
     if problem:
         _log(f"ERROR: {problem}")
@@ -140,16 +142,26 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
             "watch fewer folders, or --exclude what does not need a reload"
         )
 
+    failing: list[str] = []  # the error of the last try, while the same one repeats
+
     def tick() -> None:
         decision = pipeline.tick()
         if decision.verdict is not Verdict.RELOAD:
             return
-        _log(decision.describe(action.describe()))
+        retry = bool(failing)
+        if not retry:
+            _log(decision.describe(action.describe()))
         try:
-            _log(action.run(decision.changes))
+            done = action.run(decision.changes)
         except ActionError as error:
-            _log(f"ERROR: {error}; watching on, the next check tries again")
+            if stop.is_set():
+                _log(str(error))
+            elif [str(error)] != failing:
+                _log(f"ERROR: {error}; watching on, the next check tries again")
+            failing[:] = [str(error)]
             return  # not accepted: the next check finds the change again
+        failing.clear()
+        _log(f"{done} (tried again: {decision.changes.describe()})" if retry else done)
         pipeline.reloaded(decision)
 
     run_loop(tick, stop, args.period, _log)
@@ -183,6 +195,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        stop.signum = signum  # type: ignore[attr-defined]  # forwarded to an --exec command
         stop.set()
 
     signal.signal(signal.SIGINT, handler)

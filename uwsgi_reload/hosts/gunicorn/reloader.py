@@ -56,7 +56,8 @@ class GunicornReloader:
         self.pid = os.getpid()
         self.config = config
         self.detector = Detector(config)
-        self.journal = state.Journal(state.instance_dir(self.pid), "gunicorn")
+        folder = state.instance_dir(self.pid, log=self._warn)
+        self.journal = state.Journal(folder, "gunicorn", single_reader=True)
         backend, self.backend_note = backends.open_backend(
             config.backend, [config.base_dir], self.detector.rules.excludes
         )
@@ -80,8 +81,7 @@ class GunicornReloader:
         self.server.log.warning("uwsgi_reload: %s", message)
 
     def start(self) -> None:
-        self.journal.clear_old()
-        state.remove_dead_instances(self.journal.folder)
+        state.start_generation(self.journal)
         loadstats.install(self._on_load)
         entry = entrypoints.module_path(getattr(self.server.app, "app_uri", None) or "", sys.path)
         if entry:
@@ -186,11 +186,10 @@ class GunicornReloader:
     # -- in the arbiter's thread
 
     def _record(self, record: records.Record) -> None:
-        self.journal.record(**records.encode(record))
+        self.journal.append(record)
 
     def _tick(self) -> None:
-        for line in self.journal.read_new():
-            fact = records.decode(line)
+        for fact in self.journal.read_new():
             if isinstance(fact, Watch):
                 self._watch_framework_files(fact)
             elif isinstance(fact, (Loaded, Failed)):

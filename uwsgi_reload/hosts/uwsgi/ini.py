@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 from collections.abc import Mapping
@@ -59,16 +60,41 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec, "uwsgi"
 
 
+MAX_INCLUDES = 200  # `ini =` lines followed in all: uWSGI configs have a handful
+
+
+class IniIncludeError(OSError):
+    """An ``ini =`` include that cannot be followed: a cycle, or far too many includes.
+    An OSError, so that callers report it as an unreadable ini."""
+
+
 def read_uwsgi_ini(
-    spec: str, environ: Mapping[str, str] | None = None, _depth: int = 0
+    spec: str,
+    environ: Mapping[str, str] | None = None,
+    _chain: list[str] | None = None,
+    _count: list[int] | None = None,
 ) -> UwsgiIni:
     """Read one section the way uWSGI 2.0 does: whole-line ``;``/``#`` comments only,
     repeated keys kept in order (the last wins for a single value), a key without ``=``
     is a flag, magic variables (``%d``...), ``ini = other.ini`` includes, ``$(ENV)``
     (left as written when unset), ``set-ph NAME=VALUE`` and ``%(option)`` placeholders.
-    Raises OSError when the file cannot be read."""
+    Raises OSError when the file cannot be read, :class:`IniIncludeError` (an OSError)
+    when includes form a cycle (``ini = %p``, a.ini -> b.ini -> a.ini) or are more than
+    ``MAX_INCLUDES``."""
     environ = os.environ if environ is None else environ
     path, section = split_spec(spec)
+    chain = [] if _chain is None else _chain
+    key = f"{os.path.realpath(path)}:{section}"
+    names = [*chain, key]
+    if key in chain:
+        cycle = " -> ".join(n.removesuffix(":uwsgi") for n in names[names.index(key) :])
+        raise IniIncludeError(errno.ELOOP, f"`ini =` includes form a cycle: {cycle}", path)
+    count = [0] if _count is None else _count  # includes followed in this whole read
+    count[0] += 1
+    if count[0] > MAX_INCLUDES:
+        raise IniIncludeError(
+            errno.ELOOP, f"more than {MAX_INCLUDES} `ini =` includes: is one repeated?", path
+        )
     with open(path, encoding="utf-8", errors="replace") as f:
         text = _expand_magic(f.read(), _magic(path))
     options: dict[str, list[str | bool]] = {}
@@ -87,8 +113,8 @@ def read_uwsgi_ini(
         found = True
         key, eq, value = line.partition("=")
         key = key.rstrip(" \t\r")
-        if key == "ini" and eq and _depth < 10:
-            included = read_uwsgi_ini(value.strip(), environ, _depth + 1)
+        if key == "ini" and eq:
+            included = read_uwsgi_ini(value.strip(), environ, names, count)
             for name, values in included.options.items():
                 options.setdefault(name, []).extend(values)
             notes += included.notes

@@ -40,7 +40,7 @@ class UwsgiReloader:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.detector = Detector(config)
-        folder = state.instance_dir(uwsgi.masterpid())
+        folder = state.instance_dir(uwsgi.masterpid(), log=log)
         self.history = state.History(folder)
         # a new journal at each reload: chain reloads keep the master (and its start
         # time), and their new workers must not read the old "reloading"
@@ -74,9 +74,7 @@ class UwsgiReloader:
         self.browser: UwsgiBrowser | None = None
 
     def start(self) -> None:
-        if uwsgi.worker_id() == 0:
-            self.journal.clear_old()
-            state.remove_dead_instances(self.journal.folder)
+        state.start_generation(self.journal, self.history)  # once per generation (a lock)
         loadstats.install(self._on_load)
         self.detector.start()
         self.gate.watch_tracked()
@@ -106,7 +104,7 @@ class UwsgiReloader:
         self._monitor(os.path.dirname(path))
 
     def _record(self, record: records.Record) -> None:
-        self.journal.record(**records.encode(record))
+        self.journal.append(record)
 
     def _monitor(self, folder: str) -> None:
         """Ask the master to raise our check signal when ``folder`` changes, so a save
@@ -186,8 +184,7 @@ class UwsgiReloader:
             log(traceback.format_exc())
 
     def _merge_journal(self) -> None:
-        for record in self.journal.read_new():
-            fact = records.decode(record)
+        for fact in self.journal.read_new():
             if isinstance(fact, (Loaded, Baseline, Broken)):
                 records.merge(fact, self.detector, self.pipeline.syntax_gate)
             elif isinstance(fact, Reloading):

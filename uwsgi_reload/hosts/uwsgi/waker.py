@@ -13,21 +13,10 @@ import os
 import time
 from collections.abc import Callable
 
+from uwsgi_reload.hosts.state.processes import alive
 from uwsgi_reload.hosts.uwsgi import masterfifo
 
 POKE_EVERY = 0.01
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists, zombies included: a zombie is what the master
-    has not collected yet, which is exactly what we wait for."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> None:
@@ -57,8 +46,7 @@ def touch(path: str) -> Callable[[], None]:
     """A poke that writes a file in a folder the master monitors."""
 
     def poke() -> None:
-        with open(path, "wb"):
-            pass
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
 
     return poke
 

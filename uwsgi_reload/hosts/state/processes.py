@@ -1,0 +1,54 @@
+"""Telling processes apart: a pid is only comparable with its start time, inside one
+pid namespace and one boot."""
+
+from __future__ import annotations
+
+import os
+
+from uwsgi_reload.hosts.state.files import read_small
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists, zombies included: a zombie is what the master
+    has not collected yet, which is exactly what the waker waits for."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "0"
+
+
+def runs(pid: int, started: str) -> bool:
+    if started != "0":
+        return start_time(pid) == started
+    return alive(pid)  # no /proc: the start time was not known, the pid is all there is
+
+
+def boot_id() -> str:
+    try:
+        return read_small("/proc/sys/kernel/random/boot_id").decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def pid_namespace() -> int:
+    """The inode of our pid namespace: pids and start times are only comparable inside
+    one (containers that share a folder each have their own)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def identity(pid: int, started: str) -> dict:
+    return {"pid": pid, "started": started, "pidns": pid_namespace(), "boot": boot_id()}
