@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= uwsgi,django,gunicorn,test
+EXTRAS ?= uwsgi,django,flask,gunicorn,test
 
 .PHONY: setup run test lint unit clean bench bench-quick
 
