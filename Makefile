@@ -38,6 +38,15 @@ $(STAMP42): pyproject.toml Makefile
 test-django42: $(STAMP42)
 	$(VENV42)/bin/python -m pytest tests/test_django.py
 
+# uWSGI from the pyuwsgi wheel (no compiler) in a third venv, for tests/test_pyuwsgi.py.
+VENV_PYUWSGI  := $(VENV)/pyuwsgi
+STAMP_PYUWSGI := $(VENV_PYUWSGI)/.installed-stamp
+
+$(STAMP_PYUWSGI): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV_PYUWSGI)
+	$(VENV_PYUWSGI)/bin/python -m pip install --quiet --disable-pip-version-check -e . pyuwsgi
+	touch $(STAMP_PYUWSGI)
+
 unit: setup
 	$(BIN)/python -m pytest -m 'not integration' -q
 
@@ -45,8 +54,8 @@ unit: setup
 # tests once more on the poll backend: both must give the same results.
 UWSGI_TESTS := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsgi_modes.py
 
-test: setup lint
-	$(BIN)/python -m pytest -n 3 --durations=10
+test: setup lint $(STAMP_PYUWSGI)
+	PYUWSGI_VENV=$(VENV_PYUWSGI) $(BIN)/python -m pytest -n 3 --durations=10
 	RELOAD_TEST_BACKEND=poll $(BIN)/python -m pytest -n 3 $(UWSGI_TESTS)
 
 # Benchmarks run by hand, never by CI (about 15 min; --quick about 6 min). See bench/README.md.

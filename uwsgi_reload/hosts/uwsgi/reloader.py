@@ -29,7 +29,7 @@ from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.snapshot import Changes
 from uwsgi_reload.frameworks import Extension, discover
 from uwsgi_reload.hosts import state
-from uwsgi_reload.hosts.uwsgi import masterfifo, waker
+from uwsgi_reload.hosts.uwsgi import masterfifo, pyuwsgi, waker
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
 
@@ -100,6 +100,7 @@ class UwsgiReloader:
         if uwsgi.worker_id() == 0:
             self.journal.clear_old()
             state.remove_dead_instances(self.journal.folder)
+            pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
         self.detector.start()
         self._open_events()
@@ -388,6 +389,9 @@ def activate() -> None:
         return
     try:
         config = read_config()
+        problems = pyuwsgi.problems(config, uwsgi.opt, lazy=uwsgi.worker_id() > 0)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as error:
         _stop_server(error)
         return
