@@ -192,6 +192,21 @@ def test_template_edits_are_applied_in_every_worker_without_reload(
     assert server.count(r"graceful reload") == 0, server.explain("a template edit reloaded")
 
 
+def test_with_lazy_apps_a_template_edit_reloads(project, uwsgi_server):
+    """Each lazy-apps worker loads the app itself and no signal reaches every worker's
+    cache: the change reloads (as the README says) instead of leaving stale workers."""
+    server = uwsgi_server(BODY + "lazy-apps = true\n", cwd=project)
+    server.wait_for_log(READY + r".*extensions: flask")
+    assert_all(server, both_workers(server), "home-v1")
+    edit(project / HOME, "home-v1", "home-v2")
+    server.wait_for_log(r"modified \S*home\.html -> graceful reload")
+    server.wait_until(
+        lambda: all("home-v2" in body for body in both_workers(server).values()),
+        15,
+        "home-v2 from both workers",
+    )
+
+
 def test_view_edit_reloads(project, uwsgi_server):
     server = start(uwsgi_server, project)
     before = both_workers(server)
