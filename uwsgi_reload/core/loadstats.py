@@ -12,6 +12,7 @@ sees every ``.py`` load, in whichever process (uWSGI master or worker) imports i
 from __future__ import annotations
 
 import os
+import sysconfig
 from collections.abc import Callable
 from importlib.machinery import SourceFileLoader
 
@@ -41,6 +42,10 @@ def _path_stats(self: SourceFileLoader, path: str) -> dict:
 def install(listener: Listener | None = None) -> None:
     """Start recording (idempotent). ``listener`` is told of each load as it happens."""
     global _listener
+    # A listener asks sysconfig for the system folders (sources.system_dirs). sysconfig
+    # loads _sysconfigdata at its first use; a listener told of that load would ask
+    # sysconfig again while it is half set up (Python 3.13: AttributeError 'abi_thread').
+    sysconfig.get_config_vars()
     _listener = listener
     SourceFileLoader.path_stats = _path_stats  # type: ignore[method-assign]
 

@@ -6,7 +6,7 @@ folders on ``autoreload_started`` (``watch_dir``), and ``file_changed`` receiver
 return True when they handled a change in this process. ``code_changed()``, which
 older recipes call, was removed in Django 2.2.
 
-Imported only when the app imported Django (see :func:`uwsgi_reload.extensions.discover`);
+Imported only when the app imported Django (see :func:`uwsgi_reload.frameworks.discover`);
 it never configures settings nor sets Django up.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from uwsgi_reload.frameworks import files_matching
 
 if TYPE_CHECKING:
     from django.utils.autoreload import StatReloader
@@ -30,15 +32,6 @@ def extension() -> DjangoExtension | None:
     if not conf.settings.configured or not registry.apps.ready:
         return None
     return DjangoExtension()
-
-
-def files_matching(files: list[str], globs: list[tuple[str, str]]) -> list[str]:
-    """``files``, then the files matching each (folder, glob) now. Globbed at each call,
-    as Django's own loop does: a new file in a watched folder must show up."""
-    found = list(files)
-    for directory, pattern in globs:
-        found.extend(str(path) for path in Path(directory).glob(pattern))
-    return found
 
 
 class DjangoExtension:

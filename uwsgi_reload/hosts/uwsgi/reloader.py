@@ -26,7 +26,7 @@ from uwsgi_reload.core.snapshot import Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.hosts import records, state
 from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
-from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, waker
+from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, pyuwsgi, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 
@@ -75,6 +75,8 @@ class UwsgiReloader:
 
     def start(self) -> None:
         state.start_generation(self.journal, self.history)  # once per generation (a lock)
+        if uwsgi.worker_id() == 0:
+            pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
         self.detector.start()
         self.gate.watch_tracked()

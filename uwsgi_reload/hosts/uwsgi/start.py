@@ -10,7 +10,7 @@ import traceback
 import uwsgi
 
 from uwsgi_reload.core.config import Config, ConfigError
-from uwsgi_reload.hosts.uwsgi import options
+from uwsgi_reload.hosts.uwsgi import options, pyuwsgi
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.reloader import UwsgiReloader
 
@@ -38,6 +38,9 @@ def activate() -> None:
         return
     try:
         config = read_config()
+        problems = pyuwsgi.problems(config, uwsgi.opt, lazy=uwsgi.worker_id() > 0)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as error:
         _stop_server(error)
         return
