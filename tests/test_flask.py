@@ -20,7 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from servers import READY, Server, get, write
+from servers import GENERATION, READY, Server, get, write
 
 pytestmark = [
     pytest.mark.integration,
@@ -244,7 +244,7 @@ def test_view_failing_at_import_recovers_when_fixed(project, uwsgi_server):
     server.wait_for_log(r"NameError: name 'undefined_name' is not defined")
     write(app, APP.replace("VIEW", "view-v3"))
     server.wait_for_body("view=view-v3", timeout=15)
-    server.wait_for_log(READY + r".*extensions: flask", count=2)
+    server.wait_for_log(GENERATION, count=3)
     edit(project / HOME, "home-v1", "home-v2")  # the recovered app's templates are tracked
     server.wait_for_body("home-v2", timeout=10)
     server.wait_for_log(r"modified \S*home\.html " + APPLY_LINE)

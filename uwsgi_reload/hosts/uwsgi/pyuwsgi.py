@@ -23,7 +23,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-from uwsgi_reload.core.config import PREFIX, Config, option_values
+from uwsgi_reload.core.config import PREFIX, Config
+from uwsgi_reload.hosts.uwsgi.options import option_values
 
 MARKER = "UWSGI_RELOAD_PYUWSGI_PYTHON"
 TRAMPOLINE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reexec")
