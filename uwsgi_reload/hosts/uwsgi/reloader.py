@@ -8,7 +8,6 @@ it to uWSGI's options, signals, log and reload calls.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 import traceback
@@ -29,7 +28,7 @@ from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.snapshot import Changes
 from uwsgi_reload.frameworks import Extension, discover
 from uwsgi_reload.hosts import state
-from uwsgi_reload.hosts.uwsgi import masterfifo, waker
+from uwsgi_reload.hosts.uwsgi import masterfifo, stop, waker
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
 
@@ -62,9 +61,7 @@ def _stop_server(config_error: ConfigError) -> None:
         log(f"ERROR: {problem}")
     log("ERROR: uWSGI stops here so that this cannot be missed. Fix the ini, or remove")
     log("ERROR: `import = uwsgi_reload` to run without reloading.")
-    if uwsgi.worker_id() == 0 or not uwsgi.masterpid():
-        os._exit(1)  # the master, before it forks: nothing is serving yet
-    os.kill(uwsgi.masterpid(), signal.SIGINT)  # lazy-apps worker: stop the whole stack
+    stop.stop_instance()
 
 
 class UwsgiReloader:
