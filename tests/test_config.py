@@ -3,6 +3,8 @@ the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from uwsgi_reload.core.config import (
@@ -27,9 +29,9 @@ def test_values_as_uwsgi_gives_them():
         {
             "uwsgi-reload-period": b"2",
             "uwsgi-reload-include": b"templates, static/**/*.css  conf.toml",
-            "uwsgi-reload-exclude": [b"ignored", b"*.gen.py"],  # repeated key: last wins
+            "uwsgi-reload-exclude": [b"ignored", b"*.gen.py"],  # repeated: every line counts
+            "uwsgi-reload-delay": [b"0.5", b"0.25"],  # any other repeated key: last wins
             "uwsgi-reload-mode": b"CHAIN",
-            "uwsgi-reload-delay": b"0.25",
             "uwsgi-reload-check-syntax": b"off",
             "uwsgi-reload-track-modules": True,  # a bare flag
         },
@@ -37,7 +39,7 @@ def test_values_as_uwsgi_gives_them():
     )
     assert config.period == 2
     assert config.include == ("templates", "static/**/*.css", "conf.toml")
-    assert config.exclude == ("*.gen.py",)
+    assert config.exclude == ("ignored", "*.gen.py")
     assert config.mode == "chain"
     assert config.delay == 0.25
     assert config.check_syntax is False
@@ -131,3 +133,28 @@ def test_settings_line_names_every_key_shortly():
     line = settings_line(Config(include=("a", "b")))
     assert line.startswith("period=1, include=a b, exclude=-, mode=graceful, delay=0.3, ")
     assert line.count("=") == len(list(describe(Config())))
+
+
+def test_check_merges_every_repeated_include_and_exclude_line(tmp_path):
+    """`uwsgi-reload check` used to show the third of three include lines and say OK."""
+    from uwsgi_reload.cli import arguments, check
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(name)
+    (tmp_path / "uwsgi.ini").write_text(
+        "[uwsgi]\nmaster = true\nimport = uwsgi_reload\n"
+        f"chdir = {tmp_path}\n"
+        "uwsgi-reload-include = a\nuwsgi-reload-include = b\nuwsgi-reload-include = c\n"
+        "uwsgi-reload-exclude = *.tmp1\nuwsgi-reload-exclude = *.tmp2\n"
+        "uwsgi-reload-delay = 0.5\nuwsgi-reload-delay = 0.25\n"
+    )
+    lines: list[str] = []
+    args = arguments.parser().parse_args(["check", "--ini", str(tmp_path / "uwsgi.ini")])
+    assert check.check(args, lines.append) == 0, lines
+    out = "\n".join(lines)
+    assert re.search(r"uwsgi-reload-include +=  *a b c$", out, re.M), out
+    assert re.search(r"uwsgi-reload-exclude +=  *\*\.tmp1 \*\.tmp2$", out, re.M), out
+    assert re.search(r"uwsgi-reload-delay +=  *0\.25$", out, re.M), out  # others: the last wins
+    for name in ("a", "b", "c"):
+        assert str(tmp_path / name / f"{name}.txt") in out, out

@@ -176,3 +176,26 @@ def test_no_request_fails_across_reloads(tmp_path, uwsgi_server):
     assert len(results) > 50, server.explain(f"only {len(results)} requests made")
     assert not failed, server.explain(f"{len(failed)} of {len(results)} failed: {failed[:3]}")
     assert server.count(r"-> graceful reload") == 3
+
+
+def test_repeated_include_lines_all_count(tmp_path, uwsgi_server):
+    """uWSGI keeps only the last line of a repeated placeholder in uwsgi.opt: every
+    `uwsgi-reload-include` line must still be tracked (here the first of three)."""
+    make_app(tmp_path)
+    for name in ("first", "second", "third"):
+        write(tmp_path / name / "page.html", name)
+    server = uwsgi_server(
+        "wsgi-file = app.py\n"
+        "uwsgi-reload-include = first\nuwsgi-reload-include = second\n"
+        "uwsgi-reload-include = third\n"
+        "uwsgi-reload-exclude = *.skip1\nuwsgi-reload-exclude = *.skip2\n"
+    )
+    line = server.wait_for_log(READY + r".*").group(0)
+    assert "tracking 5 files" in line, server.explain("app.py, greeting.py and 3 pages")
+    settings = server.wait_for_log(r"uwsgi_reload: settings: .*").group(0)
+    assert "include=first second third" in settings, settings
+    assert "exclude=*.skip1 *.skip2" in settings, settings
+    write(tmp_path / "first" / "x.skip1", "excluded by the first exclude line")
+    server.holds(lambda: server.count(r"-> graceful") == 0, 2.5, "no reload for *.skip1")
+    write(tmp_path / "first" / "page.html", "first, edited")
+    server.wait_for_log(r"modified .*first/page\.html -> graceful reload")

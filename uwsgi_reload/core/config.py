@@ -64,6 +64,11 @@ class Config:
     base_dir: str = "."
 
 
+# Keys whose every line counts when the ini repeats them (uWSGI users repeat lines);
+# any other repeated key keeps its last value, as uWSGI does for its own options.
+MERGED_KEYS = ("include", "exclude")
+
+
 def _text(value: RawValue) -> str:
     """uWSGI gives bytes, a list for a repeated key (we take the last), or True for a flag."""
     if isinstance(value, (list, tuple)):
@@ -172,7 +177,10 @@ def parse_config(options: Mapping[str, RawValue], base_dir: str = ".") -> Config
             problems.append(_unknown_key(name))
             continue
         attr, parse, _ = KEYS[key]
-        text = _text(raw)
+        if key in MERGED_KEYS and isinstance(raw, (list, tuple)):
+            text = " ".join(_text(value) for value in raw)
+        else:
+            text = _text(raw)
         try:
             values[attr] = parse(text)
         except ValueError as allowed:

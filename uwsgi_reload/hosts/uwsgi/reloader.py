@@ -29,6 +29,7 @@ from uwsgi_reload.core.snapshot import Changes
 from uwsgi_reload.frameworks import Extension, discover
 from uwsgi_reload.hosts import state
 from uwsgi_reload.hosts.uwsgi import masterfifo, stop, waker
+from uwsgi_reload.hosts.uwsgi.options import with_repeated_lines
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
 
@@ -52,7 +53,10 @@ def requested() -> bool:
 
 def read_config() -> Config:
     # the master's pid is the truth about `master` however the option was spelled
-    options = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
+    options = {
+        **with_repeated_lines(uwsgi.opt),
+        "master": "true" if uwsgi.masterpid() else "false",
+    }
     return load_uwsgi_config(options, base_dir=os.getcwd())
 
 
