@@ -199,3 +199,31 @@ def test_repeated_include_lines_all_count(tmp_path, uwsgi_server):
     server.holds(lambda: server.count(r"-> graceful") == 0, 2.5, "no reload for *.skip1")
     write(tmp_path / "first" / "page.html", "first, edited")
     server.wait_for_log(r"modified .*first/page\.html -> graceful reload")
+
+
+def test_included_package_in_a_virtualenv_reloads(tmp_path, uwsgi_server):
+    """The default exclusion `.venv` must not veto an explicit include below it."""
+    site = ".venv/lib/python3.11/site-packages"
+    write(tmp_path / site / "somepkg" / "__init__.py", "TEXT = 'pkg-v1'\n")
+    write(
+        tmp_path / "app.py",
+        "import somepkg\n\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [somepkg.TEXT.encode()]\n",
+    )
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "logs" / "old.log", "only logs here")
+    server = uwsgi_server(
+        f"wsgi-file = app.py\npythonpath = {site}\nuwsgi-reload-include = {site}/somepkg logs\n"
+    )
+    line = server.wait_for_log(READY + r".*").group(0)
+    assert "tracking 2 files" in line, server.explain("app.py and somepkg/__init__.py")
+    server.wait_for_log(
+        r"uwsgi_reload: warning: uwsgi-reload-include 'logs' tracks no file: every file it "
+        r"names is excluded \(for example .*/logs/old\.log, by the exclusion '\*\.log'\)"
+    )
+    server.wait_for_body("pkg-v1")
+    write(tmp_path / site / "somepkg" / "__init__.py", "TEXT = 'pkg-v2'\n")
+    server.wait_for_body("pkg-v2", timeout=10)
+    server.wait_for_log(r"modified .*somepkg/__init__\.py -> graceful reload")
