@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -75,12 +76,19 @@ def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path,
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         f"    return [''.join(m.VALUE for m in ({', '.join(names)},)).encode()]\n",
     )
-    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-delay = 0.3\n")
+    # The writes are paced 40 ms apart, but under a loaded machine (-n 3 on 2 cores) a
+    # gap can stretch: the delay leaves 25 times the pace, and the gaps are checked.
+    delay = 1.0
+    server = uwsgi_server(f"wsgi-file = app.py\nuwsgi-reload-delay = {delay}\n")
     server.wait_for_log(READY)
     server.wait_for_body("a" * 50)
+    written = []
     for name in names:  # 50 writes, 40 ms apart: 2 s
         write(tmp_path / f"{name}.py", "VALUE = 'b'\n")
+        written.append(time.monotonic())
         time.sleep(0.04)
+    gap = max(b - a for a, b in itertools.pairwise(written))
+    assert gap < delay, f"the test itself stalled {gap:.2f}s between two writes of the burst"
     server.wait_for_body("b" * 50, timeout=15)
     server.wait_for_log(READY, count=2)
     server.holds(lambda: server.count(r"-> graceful reload") == 1, 2.5, "no second reload")
