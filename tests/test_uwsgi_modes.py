@@ -39,13 +39,21 @@ def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
         server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
         write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
         server.wait_for_log(rf"modified .*greeting\.py -> {mode} reload")
-        server.wait_every_worker("v2", timeout=15)
+        # No probing requests while the load runs (they would add their own stall): wait
+        # for uWSGI's end-of-chain line, at most 15 s; each worker's code is judged below.
+        saved = time.monotonic()
+        server.wait_until(
+            lambda: "chain reloading complete" in server.log() or time.monotonic() > saved + 15,
+            20,
+            "the end of the chain",
+        )
         served = len(results)
         server.wait_until(lambda: len(results) >= served + 20, 10, "20 requests after it")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
+    server.wait_every_worker("v2", timeout=15)
     failed = [r for r in results if r[0] != 200]
     worst = max(r[2] for r in results)
     retried = sum(r[3] for r in results)
