@@ -146,7 +146,7 @@ def test_huge_include_folder_is_capped_and_logged_once(tmp_path, uwsgi_server):
     make_app(tmp_path)
     big = tmp_path / "big"
     big.mkdir()
-    for i in range(100_000 // 1000):
+    for i in range(25):  # 25,000 files: over the 20,000 cap, and quick to create
         sub = big / f"d{i}"
         sub.mkdir()
         for j in range(1000):
