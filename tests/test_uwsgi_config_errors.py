@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from servers import UWSGI, Server, free_port, plain_uwsgi_ini, write
+from servers import UWSGI, UWSGI_BOUND, Server, plain_uwsgi_ini, start_on_free_port, write
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +23,21 @@ def timed_run_to_exit(tmp_path, ini_body: str, master: bool = True) -> tuple[int
     """(exit status, log, seconds from start to exit); fails if any process of the
     instance (its own process group) outlives the master."""
     write(tmp_path / "app.py", APP)
-    port = free_port()
     ini = tmp_path / "bad.ini"
-    ini.write_text(
-        "[uwsgi]\n"
-        f"http-socket = 127.0.0.1:{port}\n"
-        f"master = {'true' if master else 'false'}\n"
-        "processes = 2\n"
-        "wsgi-file = app.py\n"
-        "import = uwsgi_reload\n" + ini_body
-    )
+
+    def start(port: int) -> Server:
+        ini.write_text(
+            "[uwsgi]\n"
+            f"http-socket = 127.0.0.1:{port}\n"
+            f"master = {'true' if master else 'false'}\n"
+            "processes = 2\n"
+            "wsgi-file = app.py\n"
+            "import = uwsgi_reload\n" + ini_body
+        )
+        return Server([UWSGI, "--ini", str(ini)], tmp_path, port)
+
     started = time.monotonic()
-    server = Server([UWSGI, "--ini", str(ini)], tmp_path, port)
+    server = start_on_free_port(start, UWSGI_BOUND)
     try:
         code = server.wait_exit(20)
         took = time.monotonic() - started
@@ -105,16 +108,19 @@ def test_without_master_it_says_add_master(tmp_path):
 def test_strict_mode_works_with_set_placeholder(tmp_path):
     """`strict = true` refuses unknown keys; `set-ph` still defines ours."""
     write(tmp_path / "app.py", APP)
-    port = free_port()
     ini = tmp_path / "strict.ini"
-    ini.write_text(
-        plain_uwsgi_ini(
-            port,
-            "strict = true\nwsgi-file = app.py\nimport = uwsgi_reload\n"
-            "set-ph = uwsgi-reload-period=2\n",
+
+    def start(port: int) -> Server:
+        ini.write_text(
+            plain_uwsgi_ini(
+                port,
+                "strict = true\nwsgi-file = app.py\nimport = uwsgi_reload\n"
+                "set-ph = uwsgi-reload-period=2\n",
+            )
         )
-    )
-    server = Server([UWSGI, "--ini", str(ini)], tmp_path, port)
+        return Server([UWSGI, "--ini", str(ini)], tmp_path, port)
+
+    server = start_on_free_port(start, UWSGI_BOUND)
     try:
         line = server.wait_for_log(r"uwsgi_reload: reloading on: .*")
         assert "period 2s" in line.group(0)
