@@ -133,10 +133,11 @@ test-browser: setup
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),browser]'
 	$(BIN)/python -m pytest -n 2 tests/test_browser.py
 
-# Benchmarks run by hand, never by CI (about 15 min; --quick about 6 min). See bench/README.md.
+# Benchmarks run by hand, never by CI (the last full run took 26 min; --quick a few minutes).
+# `make bench` stores its run as bench/latest.* (README quotes it). See bench/README.md.
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --latest
 
 bench-quick: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),bench]'

@@ -67,6 +67,12 @@ class Variant:
     sections: tuple[str, ...] = ("idle", "latency")
     pending: bool = False  # run only when named (same as another variant here)
 
+    @property
+    def needs_fifo(self) -> bool:
+        """Only what needs a master FIFO gets one: chain mode, FIFO triggers, waking.
+        Every other variant runs the ini a user has (no FIFO, request logging on)."""
+        return "mode = chain" in self.ini or self.after_save.startswith("fifo:") or self.wake
+
 
 VARIANTS: list[Variant] = [
     Variant("none", "", "uwsgi", "uWSGI alone, no reloader (reference)", sections=("idle",)),
@@ -249,8 +255,7 @@ class Uwsgi:
             "processes = 2\n"
             "wsgi-file = app.py\n"
             "die-on-term = true\n"
-            "disable-logging = true\n"
-            f"master-fifo = {self.fifo}\n"
+            + (f"master-fifo = {self.fifo}\n" if variant.needs_fifo else "")
             + variant.ini.format(trigger=self.trigger)
             + (extra if variant.group == "ours" else "")
         )
@@ -709,6 +714,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--keep", action="store_true", help="keep the generated projects/logs")
+    parser.add_argument(
+        "--latest",
+        action="store_true",
+        help="also store this run as bench/latest.md/.json/.png (what README quotes)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.sizes = [
@@ -824,6 +834,11 @@ def main(argv: list[str] | None = None) -> int:
     if chart(idle, latency, base.with_suffix(".png"), title):
         print(f"chart: {base.with_suffix('.png')}")
     print(f"table: {base.with_suffix('.md')}")
+    if args.latest:
+        for suffix in (".md", ".json", ".png"):
+            if base.with_suffix(suffix).exists():
+                shutil.copyfile(base.with_suffix(suffix), (HERE / "latest").with_suffix(suffix))
+        print("stored as bench/latest.md/.json/.png: update README's figures from it")
     return 0
 
 

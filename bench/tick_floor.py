@@ -41,12 +41,16 @@ def group_cpu(pgid: int) -> float:
 
 def idle_cpu(body: str, seconds: float) -> float:
     """ms of CPU per second of the whole instance, after a 3 s settle."""
-    folder = Path(tempfile.mkdtemp(prefix="tick-floor-"))
+    with tempfile.TemporaryDirectory(prefix="tick-floor-") as name:
+        return _idle_cpu_in(Path(name), body, seconds)
+
+
+def _idle_cpu_in(folder: Path, body: str, seconds: float) -> float:
     write(folder / "app.py", APP)
     write(folder / "bare_timer.py", BARE_TIMER)
     port = free_port()
     ini = folder / "uwsgi.ini"
-    ini.write_text(plain_uwsgi_ini(port, f"wsgi-file = app.py\ndisable-logging = true\n{body}"))
+    ini.write_text(plain_uwsgi_ini(port, f"wsgi-file = app.py\n{body}"))
     server = Server([UWSGI, "--ini", str(ini)], folder, port)
     try:
         server.wait_for_body("ok")

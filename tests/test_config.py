@@ -3,6 +3,8 @@ the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from uwsgi_reload.core.config import (
@@ -26,9 +28,9 @@ def test_values_as_uwsgi_gives_them():
         {
             "uwsgi-reload-period": b"2",
             "uwsgi-reload-include": b"templates, static/**/*.css  conf.toml",
-            "uwsgi-reload-exclude": [b"ignored", b"*.gen.py"],  # repeated key: last wins
+            "uwsgi-reload-exclude": [b"ignored", b"*.gen.py"],  # repeated: every line counts
+            "uwsgi-reload-delay": [b"0.5", b"0.25"],  # any other repeated key: last wins
             "uwsgi-reload-mode": b"CHAIN",
-            "uwsgi-reload-delay": b"0.25",
             "uwsgi-reload-check-syntax": b"off",
             "uwsgi-reload-track-modules": True,  # a bare flag
         },
@@ -36,7 +38,7 @@ def test_values_as_uwsgi_gives_them():
     )
     assert config.period == 2
     assert config.include == ("templates", "static/**/*.css", "conf.toml")
-    assert config.exclude == ("*.gen.py",)
+    assert config.exclude == ("ignored", "*.gen.py")
     assert config.mode == "chain"
     assert config.delay == 0.25
     assert config.check_syntax is False
@@ -130,3 +132,72 @@ def test_settings_line_names_every_key_shortly():
     line = settings_line(Config(include=("a", "b")))
     assert line.startswith("period=1, include=a b, exclude=-, mode=graceful, delay=0.3, ")
     assert line.count("=") == len(list(describe(Config())))
+
+
+def test_check_merges_every_repeated_include_and_exclude_line(tmp_path):
+    """`uwsgi-reload check` used to show the third of three include lines and say OK."""
+    from uwsgi_reload.cli import arguments, check
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(name)
+    (tmp_path / "uwsgi.ini").write_text(
+        "[uwsgi]\nmaster = true\nimport = uwsgi_reload\n"
+        f"chdir = {tmp_path}\n"
+        "uwsgi-reload-include = a\nuwsgi-reload-include = b\nuwsgi-reload-include = c\n"
+        "uwsgi-reload-exclude = *.tmp1\nuwsgi-reload-exclude = *.tmp2\n"
+        "uwsgi-reload-delay = 0.5\nuwsgi-reload-delay = 0.25\n"
+    )
+    lines: list[str] = []
+    args = arguments.parser().parse_args(["check", "--ini", str(tmp_path / "uwsgi.ini")])
+    assert check.check(args, lines.append) == 0, lines
+    out = "\n".join(lines)
+    assert re.search(r"uwsgi-reload-include +=  *a b c$", out, re.M), out
+    assert re.search(r"uwsgi-reload-exclude +=  *\*\.tmp1 \*\.tmp2$", out, re.M), out
+    assert re.search(r"uwsgi-reload-delay +=  *0\.25$", out, re.M), out  # others: the last wins
+    for name in ("a", "b", "c"):
+        assert str(tmp_path / name / f"{name}.txt") in out, out
+
+
+def test_explicit_include_wins_over_a_default_exclusion_above_it(tmp_path):
+    """`.venv` and `venv` are excluded by name, also above an include (the Docker
+    image's /opt/venv): an explicit include of a package in a virtualenv tracked 0 files."""
+    from uwsgi_reload.core import sources
+
+    project = tmp_path / "project"
+    inside = project / ".venv/lib/python3.11/site-packages/somepkg"
+    outside = tmp_path / "opt/venv/lib/python3.12/site-packages/otherpkg"
+    for folder in (inside, outside):
+        (folder / "__pycache__").mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        (folder / "__pycache__" / "__init__.cpython-311.pyc").write_text("")
+        (folder / "debug.log").write_text("")
+    rules = sources.Rules(("*.log",), str(project))
+    patterns = (".venv/lib/python3.11/site-packages/somepkg", str(outside), ".venv/**/*.py")
+    files = sources.expand_includes(patterns, str(project), rules)
+    # below the included folder the exclusions still apply (__pycache__, *.log)
+    assert files == {str(inside / "__init__.py"), str(outside / "__init__.py")}
+    # a glob that does not name the excluded folder itself keeps it excluded
+    assert sources.expand_includes(("**/*.py",), str(project), rules) == set()
+    assert sources.empty_include_warnings(patterns, str(project), rules) == []
+
+
+def test_an_include_that_tracks_nothing_is_a_warning_naming_key_and_reason(tmp_path):
+    from uwsgi_reload.core import sources
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "app.log").write_text("")
+    (tmp_path / "empty").mkdir()
+    rules = sources.Rules((), str(tmp_path))
+    warnings = sources.empty_include_warnings(
+        ("logs", "empty", "*.toml", "nowhere/**/*.py", "missing-file.txt"), str(tmp_path), rules
+    )
+    assert warnings == [
+        "warning: uwsgi-reload-include 'logs' tracks no file: every file it names is "
+        f"excluded (for example {tmp_path}/logs/app.log, by the exclusion '*.log'); narrow "
+        "uwsgi-reload-exclude, or include a folder below the excluded one",
+        "warning: uwsgi-reload-include 'empty' tracks no file: the folder has no file",
+        "warning: uwsgi-reload-include '*.toml' tracks no file: no file matches it",
+        f"warning: uwsgi-reload-include 'nowhere/**/*.py' tracks no file: its folder "
+        f"{tmp_path}/nowhere does not exist",
+    ]

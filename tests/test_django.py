@@ -182,7 +182,7 @@ def test_template_edit_is_applied_in_every_worker_without_reload(
     assert_all(server, after, "template-v2")
     assert set(after) == set(before), server.explain(f"worker pids {before} -> {after}")
     server.wait_for_log(r"modified .*pages/home\.html " + APPLY_LINE)
-    assert server.count(r"graceful reload") == 0, server.explain("the template edit reloaded")
+    server.holds(lambda: server.count(r"graceful reload") == 0, 3, "no reload for a template")
     assert took < 5, server.explain(f"new template after {took:.1f}s")
 
 
@@ -198,7 +198,7 @@ def test_template_saved_before_the_first_check_reaches_every_worker(project, uws
     write(template, template.read_text().replace("template-v1", "template-early"))
     server.wait_until(
         lambda: all("template-early" in body for body in both_workers(server).values()),
-        12,
+        15,
         "the early save in both workers",
     )
     server.wait_for_log(r"modified .*pages/home\.html " + APPLY_LINE)
@@ -215,7 +215,7 @@ def test_mo_change_refreshes_translations_without_reload(project, uwsgi_server):
     assert_all(server, after, "greeting=Bonjour-v2")
     assert set(after) == set(before), server.explain(f"worker pids {before} -> {after}")
     server.wait_for_log(r"modified .*django\.mo " + APPLY_LINE)
-    assert server.count(r"graceful reload") == 0, server.explain("the .mo change reloaded")
+    server.holds(lambda: server.count(r"graceful reload") == 0, 3, "no reload for a .mo file")
 
 
 def test_view_edit_reloads(project, uwsgi_server):
@@ -255,7 +255,7 @@ def test_broken_settings_then_fixed_recovers(project, uwsgi_server):
     write(settings, good.replace('LANGUAGE_CODE = "fr"', 'LANGUAGE_CODE = "en"'))
     server.wait_for_body("greeting=Hello", timeout=15)
     server.wait_for_log(GENERATION, count=3)
-    assert server.count(r"graceful reload") == 2, server.explain("expected two reloads")
+    server.holds(lambda: server.count(r"graceful reload") == 2, 3, "exactly two reloads")
 
 
 def test_broken_urls_then_fixed_recovers(project, uwsgi_server):
@@ -298,6 +298,6 @@ def test_gunicorn_reloads_on_template_and_mo_changes(project):
             "Bonjour-v2 from both workers",
         )
         server.wait_for_log(r"modified \S*django\.mo -> graceful reload \(HUP\)")
-        assert server.count(r"-> graceful reload") == 2, server.explain("expected 2 reloads")
+        server.holds(lambda: server.count(r"-> graceful reload") == 2, 3, "exactly 2 reloads")
     finally:
         server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ def test_syntax_error_is_kept_out_then_the_fix_reloads(tmp_path, uwsgi_server):
         2.5,
         "the broken file logged once per change, and no reload",
     )
-    assert server.get() == (200, "v1"), server.explain("old code must keep serving")
+    server.wait_every_worker("v1 pid=", timeout=5)  # the old code serves on, in each worker
     fixed_at = time.monotonic()
     write(tmp_path / "greeting.py", "TEXT = 'fixed'\n")
     server.wait_for_body("fixed", timeout=10)
@@ -75,12 +76,19 @@ def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path,
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         f"    return [''.join(m.VALUE for m in ({', '.join(names)},)).encode()]\n",
     )
-    server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-delay = 0.3\n")
+    # The writes are paced 40 ms apart, but under a loaded machine (-n 3 on 2 cores) a
+    # gap can stretch: the delay leaves 25 times the pace, and the gaps are checked.
+    delay = 1.0
+    server = uwsgi_server(f"wsgi-file = app.py\nuwsgi-reload-delay = {delay}\n")
     server.wait_for_log(READY)
     server.wait_for_body("a" * 50)
+    written = []
     for name in names:  # 50 writes, 40 ms apart: 2 s
         write(tmp_path / f"{name}.py", "VALUE = 'b'\n")
+        written.append(time.monotonic())
         time.sleep(0.04)
+    gap = max(b - a for a, b in itertools.pairwise(written))
+    assert gap < delay, f"the test itself stalled {gap:.2f}s between two writes of the burst"
     server.wait_for_body("b" * 50, timeout=15)
     server.wait_for_log(GENERATION, count=2)
     server.holds(lambda: server.count(r"-> graceful reload") == 1, 2.5, "no second reload")
@@ -138,7 +146,7 @@ def test_huge_include_folder_is_capped_and_logged_once(tmp_path, uwsgi_server):
     make_app(tmp_path)
     big = tmp_path / "big"
     big.mkdir()
-    for i in range(100_000 // 1000):
+    for i in range(25):  # 25,000 files: over the 20,000 cap, and quick to create
         sub = big / f"d{i}"
         sub.mkdir()
         for j in range(1000):

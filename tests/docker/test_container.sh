@@ -11,7 +11,9 @@
 # printing the container's log, and the test fails if a container, pod or network is left.
 #
 # Environment: CONTAINER_ENGINE_SCRIPT (default ../shared/container-engine.sh), VENV_BIN (where
-# hadolint and check-jsonschema are, default .venv/bin), DEADLINE (seconds per wait, default 90).
+# hadolint and check-jsonschema are, default .venv/bin), DEADLINE (seconds per wait for the build
+# and the start, default 90), RELOAD_DEADLINE (seconds from the save to the new text, default 15:
+# period 2 s + delay 0.3 s + a graceful reload of the demo, with room for a loaded machine).
 set -euo pipefail
 
 started=$SECONDS
@@ -20,6 +22,7 @@ cd "$repo"
 engine_script=${CONTAINER_ENGINE_SCRIPT:-../shared/container-engine.sh}
 venv_bin=${VENV_BIN:-.venv/bin}
 deadline=${DEADLINE:-90}
+reload_deadline=${RELOAD_DEADLINE:-15}
 project="uwsgi-reload-test-$$"
 work=""
 container=""
@@ -38,15 +41,17 @@ except Exception:
     sys.exit(1)' "http://127.0.0.1:$port/"
 }
 
-# Wait until `get` returns text containing $1 (fixed string); fail after $deadline seconds.
+# Wait until `get` returns text containing $1 (fixed string); fail after $3 (default $deadline)
+# seconds.
 wait_for_text() {
-    local want=$1 what=$2 until=$((SECONDS + deadline)) body=""
+    local want=$1 what=$2 limit=${3:-$deadline} body=""
+    local until=$((SECONDS + limit))
     while [ "$SECONDS" -lt "$until" ]; do
         body=$(get) || body=""
         if [[ $body == *"$want"* ]]; then return 0; fi
         sleep 0.5
     done
-    fail "$what: not served within ${deadline}s; last body: ${body:-<no answer>}"
+    fail "$what: not served within ${limit}s; last body: ${body:-<no answer>}"
 }
 
 # The container's log (uWSGI logs to stderr).
@@ -152,7 +157,7 @@ step "edit demo/greeting.py on the host side of the bind mount"
 new_text="Edited on the host, run $$ at $(date +%H:%M:%S)"
 printf 'GREETING = "%s"\n' "$new_text" >"$work/src/demo/greeting.py"
 edited=$SECONDS
-wait_for_text "$new_text" "the edited greeting"
+wait_for_text "$new_text" "the edited greeting" "$reload_deadline"
 get
 echo "new text served $((SECONDS - edited))s after the save"
 wait_for_log "uwsgi_reload: .*greeting\.py.* -> graceful reload" "a reload for greeting.py"

@@ -77,6 +77,8 @@ def _print_tracked(
     _print_files(out, "app entry files", entries, show_all)
     if config.include:
         _print_files(out, f"{PREFIX}include ({' '.join(config.include)})", included, show_all)
+    for warning in sources.empty_include_warnings(config.include, base_dir, rules):
+        out(f"  {warning}")
     if len(included) > LARGE:
         out(
             f"  warning: {len(included)} included files are stat'ed at every check, which "

@@ -77,6 +77,11 @@ class Config:
     base_dir: str = "."
 
 
+# Keys whose every line counts when the ini repeats them (uWSGI users repeat lines);
+# any other repeated key keeps its last value, as uWSGI does for its own options.
+MERGED_KEYS = ("include", "exclude")
+
+
 def option_text(value: RawValue) -> str:
     """uWSGI gives bytes, a list for a repeated key (we take the last), or True for a flag."""
     if isinstance(value, (list, tuple)):
@@ -183,7 +188,10 @@ def parse_config(options: Mapping[str, RawValue], base_dir: str = ".") -> Config
             problems.append(Problem(_unknown_key(key, name)))
             continue
         attr, parse, _ = KEYS[key]
-        text = option_text(raw)
+        if key in MERGED_KEYS and isinstance(raw, (list, tuple)):
+            text = " ".join(option_text(value) for value in raw)
+        else:
+            text = option_text(raw)
         try:
             values[attr] = parse(text)
         except ValueError as allowed:

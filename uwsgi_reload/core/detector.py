@@ -154,6 +154,9 @@ class Detector:
 
     def start(self) -> None:
         """Take the baseline now. Call it before the app loads."""
+        self.notices += sources.empty_include_warnings(
+            self.config.include, self.config.base_dir, self.rules
+        )
         self.baseline = snapshot.take(self.tracked())
         loaded = self._load_stats()
         self.baseline.update((p, loaded[p]) for p in self.baseline.keys() & loaded.keys())

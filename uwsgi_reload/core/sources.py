@@ -113,12 +113,15 @@ class Rules:
         patterns = (*(DEFAULT_EXCLUDE if defaults else ()), *exclude)
         self.base_dir = os.path.abspath(base_dir)
         names, paths = [], []
+        self._each: list[tuple[str, bool, re.Pattern[str]]] = []  # for `reason` only
         for pattern in patterns:
             pattern = pattern.rstrip("/")
             if "/" in pattern:
                 paths.append(glob_regex(absolute(pattern, self.base_dir)).pattern)
+                self._each.append((pattern, True, re.compile(paths[-1])))
             else:
                 names.append(_segment_regex(pattern))
+                self._each.append((pattern, False, re.compile(names[-1])))
         self._name = re.compile("(?:" + "|".join(names) + ")") if names else None
         self._path = re.compile("(?:" + "|".join(paths) + ")") if paths else None
 
@@ -135,6 +138,30 @@ class Rules:
                 path = path[len(self.base_dir) + 1 :]
             return any(self._name.fullmatch(part) for part in path.split("/") if part)
         return False
+
+    def excludes_below(self, path: str, root: str) -> bool:
+        """Like :meth:`excludes` for a file found under an included folder ``root``:
+        exclusion names count only below ``root``, so that an explicit include of
+        ``.venv/lib/python3.11/site-packages/pkg`` (or ``/opt/venv/...``) is not
+        excluded by the default name ``.venv`` (or ``venv``) above it."""
+        if self._path and self._path.fullmatch(path):
+            return True
+        if self._name and path.startswith(root.rstrip("/") + "/"):
+            below = path[len(root.rstrip("/")) + 1 :]
+            return any(self._name.fullmatch(part) for part in below.split("/") if part)
+        return False
+
+    def reason(self, path: str, root: str) -> str:
+        """The exclusion that drops ``path`` found under ``root``, for a message."""
+        below = (
+            path[len(root.rstrip("/")) + 1 :] if path.startswith(root.rstrip("/") + "/") else path
+        )
+        for pattern, is_path, regex in self._each:
+            if is_path and regex.fullmatch(path):
+                return pattern
+            if not is_path and any(regex.fullmatch(part) for part in below.split("/") if part):
+                return pattern
+        return "?"
 
 
 def absolute(path: str, base_dir: str) -> str:
@@ -203,7 +230,8 @@ def static_root(pattern: str) -> str:
 
 def walk_files(root: str, rules: Rules) -> Iterator[str]:
     """Every file below ``root``, skipping excluded folders early, never following
-    symlinked folders (a symlink loop cannot trap the walk)."""
+    symlinked folders (a symlink loop cannot trap the walk). Exclusion names apply
+    below ``root`` only: the folder itself was named on purpose."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -219,7 +247,7 @@ def walk_files(root: str, rules: Rules) -> Iterator[str]:
                         continue
                     if is_dir:
                         stack.append(path)
-                    elif not rules.excludes(path):
+                    elif not rules.excludes_below(path, root):
                         yield path
         except OSError:  # vanished or unreadable while walking
             continue
@@ -259,3 +287,45 @@ def expand_includes(
                 on_limit(pattern, limit)
         files.update(matched)
     return files
+
+
+NOTHING_EXCLUDED = Rules(defaults=False)
+
+
+def empty_include_warnings(patterns: Iterable[str], base_dir: str, rules: Rules) -> list[str]:
+    """One warning per include folder or glob that tracks no file right now, naming
+    the key, the pattern and why (a plain file is tracked even while it is missing)."""
+    warnings = []
+    for pattern in patterns:
+        path = absolute(pattern, base_dir)
+        if has_glob(pattern):
+            regex = glob_regex(path)
+            root = static_root(path)
+            if not os.path.isdir(root):
+                reason = f"its folder {root} does not exist"
+                warnings.append(f"{PREFIX_INCLUDE} {pattern!r} tracks no file: {reason}")
+                continue
+            tracked = (p for p in walk_files(root, rules) if regex.fullmatch(p))
+            anything = (p for p in walk_files(root, NOTHING_EXCLUDED) if regex.fullmatch(p))
+        elif os.path.isdir(path):
+            root = path
+            tracked = walk_files(root, rules)
+            anything = walk_files(root, NOTHING_EXCLUDED)
+        else:
+            continue
+        if next(tracked, None) is not None:
+            continue
+        dropped = next(anything, None)
+        if dropped is None:
+            reason = "no file matches it" if has_glob(pattern) else "the folder has no file"
+        else:
+            reason = (
+                f"every file it names is excluded (for example {dropped}, by the exclusion "
+                f"{rules.reason(dropped, root)!r}); narrow uwsgi-reload-exclude, or include "
+                "a folder below the excluded one"
+            )
+        warnings.append(f"{PREFIX_INCLUDE} {pattern!r} tracks no file: {reason}")
+    return warnings
+
+
+PREFIX_INCLUDE = "warning: uwsgi-reload-include"

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from uwsgi_reload.core import sources
 from uwsgi_reload.core.config import (
     FALSE_WORDS,
+    MERGED_KEYS,
+    PREFIX,
     Config,
     ConfigError,
     Problem,
@@ -21,6 +23,7 @@ from uwsgi_reload.core.config import (
     parse_config,
 )
 from uwsgi_reload.core.entrypoints import module_path
+from uwsgi_reload.hosts.uwsgi.ini import read_uwsgi_ini, split_spec
 
 # uWSGI options that import a Python module: `import = uwsgi_reload` or a sibling
 IMPORT_OPTIONS = (
@@ -135,3 +138,36 @@ def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _ini_paths(spec: str) -> list[str]:
+    """Where an ``--ini`` value may be: relative to the folder uWSGI was started in
+    (``$PWD`` when a shell started it), or to the current one (before a ``chdir``)."""
+    path, section = split_spec(spec)
+    if os.path.isabs(path):
+        folders = [""]
+    else:
+        folders = [f for f in (os.environ.get("PWD"), os.getcwd()) if f]
+    return [f"{os.path.join(folder, path)}:{section}" for folder in folders]
+
+
+def with_repeated_lines(opt: Mapping[str, RawValue]) -> dict[str, RawValue]:
+    """``opt`` with every line of a repeated merged key, when the ini file that set its
+    last value can be read again (uWSGI keeps only the last line of a key it does not
+    know, measured on 2.0.31; the lines are still in the file); else ``opt`` as it is."""
+    options = dict(opt)
+    for spec in option_values(opt, "ini"):
+        for candidate in _ini_paths(spec):
+            try:
+                ini = read_uwsgi_ini(candidate)
+            except OSError:
+                continue
+            for key in MERGED_KEYS:
+                name = PREFIX + key
+                lines = [v for v in ini.options.get(name, []) if isinstance(v, str)]
+                last = option_values(opt, name)
+                # only when this file is where uWSGI's value came from
+                if len(lines) > 1 and last and last[-1].strip() == lines[-1]:
+                    options[name] = lines
+            break
+    return options

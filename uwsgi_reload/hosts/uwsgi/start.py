@@ -4,20 +4,22 @@ error stops uWSGI so that it cannot be missed), then start the reloader."""
 from __future__ import annotations
 
 import os
-import signal
 import traceback
 
 import uwsgi
 
 from uwsgi_reload.core.config import Config, ConfigError
-from uwsgi_reload.hosts.uwsgi import options, pyuwsgi
+from uwsgi_reload.hosts.uwsgi import options, pyuwsgi, stop
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.reloader import UwsgiReloader
 
 
 def read_config() -> Config:
     # the master's pid is the truth about `master` however the option was spelled
-    opts = {**uwsgi.opt, "master": "true" if uwsgi.masterpid() else "false"}
+    opts = {
+        **options.with_repeated_lines(uwsgi.opt),
+        "master": "true" if uwsgi.masterpid() else "false",
+    }
     return options.load_uwsgi_config(opts, base_dir=os.getcwd())
 
 
@@ -26,9 +28,7 @@ def _stop_server(config_error: ConfigError) -> None:
         log(f"ERROR: {problem}")
     log("ERROR: uWSGI stops here so that this cannot be missed. Fix the ini, or remove")
     log("ERROR: `import = uwsgi_reload` to run without reloading.")
-    if uwsgi.worker_id() == 0 or not uwsgi.masterpid():
-        os._exit(1)  # the master, before it forks: nothing is serving yet
-    os.kill(uwsgi.masterpid(), signal.SIGINT)  # lazy-apps worker: stop the whole stack
+    stop.stop_instance()
 
 
 def activate() -> None:
