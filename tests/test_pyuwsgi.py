@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import READY, Server, free_port, make_app, uwsgi_ini, write
+from servers import GENERATION, READY, Server, free_port, make_app, uwsgi_ini, write
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def three_saves(folder: Path, server: Server, reload_line: str, done_line: str =
         server.wait_for_body(f"{version} ", timeout=20)
         took.append(round(time.monotonic() - saved, 2))
         server.wait_for_log(reload_line, count=count)
-        server.wait_for_log(READY, count=count + 1)  # the new code's first check
+        server.wait_for_log(GENERATION, count=count + 1)  # the new code's first check
         if done_line:
             server.wait_for_log(done_line, count=count)
     assert server.proc.poll() is None, server.explain("uWSGI exited")

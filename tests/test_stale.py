@@ -13,9 +13,13 @@ from servers import GENERATION, READY, write
 pytestmark = pytest.mark.integration
 
 APP = """\
+import os, time
+
 def application(environ, start_response):
+    if environ.get("QUERY_STRING", "").startswith("sleep="):
+        time.sleep(float(environ["QUERY_STRING"][6:]))
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"version-{n}"]
+    return [f"version-{n} pid={{os.getpid()}}".encode()]
 """
 
 # seconds between seeing a version served and the next save: a developer's rhythm
@@ -27,10 +31,11 @@ def test_ten_quick_saves_are_all_served_and_never_trip_the_loop_guard(tmp_path, 
     write(tmp_path / "app.py", APP.format(n=0))
     server = uwsgi_server("wsgi-file = app.py\n" + ("lazy-apps = true\n" if lazy else ""))
     server.wait_for_log(READY)
-    server.wait_for_body("version-0")
+    server.wait_every_worker("version-0 ")
     for n in range(1, 11):
         write(tmp_path / "app.py", APP.format(n=n))
-        took = server.wait_for_body(f"version-{n}", timeout=10)
+        # every worker, so that the next save finds no worker still loading this one
+        took = server.wait_every_worker(f"version-{n} ", timeout=10)
         print(f"save {n} -> served in {took:.2f}s")
         assert "loop guard" not in server.log(), server.explain(f"guard tripped at save {n}")
         if n < 10:

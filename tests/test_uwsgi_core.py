@@ -114,7 +114,8 @@ def test_lazy_apps_each_worker_checks_once(tmp_path, uwsgi_server):
     make_app(tmp_path)
     server = uwsgi_server("wsgi-file = app.py\nlazy-apps = true\n")
     server.wait_for_log(READY)
-    server.wait_for_body("v1")
+    # both loaded: a worker still loading at the save would simply load the new code
+    server.wait_every_worker("v1")
     write(tmp_path / "greeting.py", "TEXT = 'lazy-v2'\n")
     server.wait_every_worker("lazy-v2", timeout=10)  # each worker loaded the app itself
     server.holds(lambda: server.count(r"-> graceful reload") == 1, 3, "one save, one reload")
