@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -182,3 +183,39 @@ def test_auto_polls_on_a_fuse_mount_from_the_start(fuse_mount, uwsgi_server):
     write(src / "app.py", APP.format(n=1))
     took = server.wait_for_body("version-1", timeout=5)
     print(f"auto on FUSE: save underneath -> new code {took:.2f}s")
+
+
+SLOW_SECOND_WORKER_APP = """\
+import os, time, uwsgi
+if uwsgi.worker_id() == 2:
+    while not os.path.exists("go"):  # the test saves greeting.py before this worker loads
+        time.sleep(0.05)
+import greeting
+
+def application(environ, start_response):
+    if environ.get("QUERY_STRING", "").startswith("sleep="):
+        open("busy", "w").close()
+        time.sleep(float(environ["QUERY_STRING"][6:]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{greeting.TEXT} pid={os.getpid()}".encode()]
+"""
+
+
+def test_lazy_workers_that_loaded_different_versions_are_reloaded(tmp_path, uwsgi_server):
+    """Under lazy-apps each worker loads the app itself: a save between two workers'
+    loads leaves them on different versions, whichever worker runs the checks."""
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    write(tmp_path / "app.py", SLOW_SECOND_WORKER_APP)
+    server = uwsgi_server("wsgi-file = app.py\nlazy-apps = true\n")
+    server.wait_for_log(READY)  # worker 1 has loaded v1 and checked
+    # worker 1 (the only one serving yet) is kept busy, so worker 2 runs the checks
+    busy = threading.Thread(target=server.get, args=("/?sleep=6", 15))
+    busy.start()
+    try:
+        server.wait_until((tmp_path / "busy").exists, 5, "the long request to start")
+        write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+        (tmp_path / "go").touch()  # worker 2 loads v2 now
+        server.wait_for_log(r"greeting\.py -> graceful reload", timeout=4)
+    finally:
+        busy.join()
+    server.wait_every_worker("v2 ", timeout=15)

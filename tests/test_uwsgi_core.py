@@ -220,7 +220,7 @@ def test_repeated_include_lines_all_count(tmp_path, uwsgi_server):
         "uwsgi-reload-exclude = *.skip1\nuwsgi-reload-exclude = *.skip2\n"
     )
     line = server.wait_for_log(READY + r".*").group(0)
-    assert "tracking 5 files" in line, server.explain("app.py, greeting.py and 3 pages")
+    assert "tracking 6 files" in line, server.explain("app.py, greeting.py, 3 pages, the ini")
     settings = server.wait_for_log(r"uwsgi_reload: settings: .*").group(0)
     assert "include=first second third" in settings, settings
     assert "exclude=*.skip1 *.skip2" in settings, settings
@@ -247,7 +247,7 @@ def test_included_package_in_a_virtualenv_reloads(tmp_path, uwsgi_server):
         f"wsgi-file = app.py\npythonpath = {site}\nuwsgi-reload-include = {site}/somepkg logs\n"
     )
     line = server.wait_for_log(READY + r".*").group(0)
-    assert "tracking 2 files" in line, server.explain("app.py and somepkg/__init__.py")
+    assert "tracking 3 files" in line, server.explain("app.py, somepkg/__init__.py, the ini")
     server.wait_for_log(
         r"uwsgi_reload: warning: uwsgi-reload-include 'logs' tracks no file: every file it "
         r"names is excluded \(for example .*/logs/old\.log, by the exclusion '\*\.log'\)"

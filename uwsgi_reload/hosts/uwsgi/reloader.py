@@ -47,7 +47,6 @@ class UwsgiReloader:
         self.journal = state.Journal(folder, f"{uwsgi.started_on}-{self.history.count()}")
         fifos = options.option_values(uwsgi.opt, "master-fifo")
         self.fifo = config.fifo or next(iter(fifos), "")
-        self.lazy = uwsgi.worker_id() > 0  # imported after the fork: lazy-apps
         self.announced = False  # once per generation, whichever worker checks first
         self.prepared = False  # once per process
         self.reloading = False
@@ -98,9 +97,11 @@ class UwsgiReloader:
     def _on_load(self, path: str, stat: Stat) -> None:
         if not self.detector.is_trackable(path):
             return
-        # After the fork, other workers must learn of a module only this one imported
-        # (under lazy-apps, every worker loads the app itself: only later imports).
-        if uwsgi.worker_id() > 0 and (self.prepared or not self.lazy):
+        # After the fork, other workers must learn of a module only this one imported.
+        # Under lazy-apps every worker loads the app itself, at its own time: a save
+        # between two workers' loads leaves them on different versions, or a module one
+        # of them could not import any more; the others must know, whichever checks.
+        if uwsgi.worker_id() > 0:
             self._record(Loaded(path, stat))
         self.gate.watch_file(path)
         self._monitor(os.path.dirname(path))
