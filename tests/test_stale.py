@@ -223,4 +223,3 @@ def test_lazy_workers_that_loaded_different_versions_are_reloaded(tmp_path, uwsg
     finally:
         busy.join()
     server.wait_every_worker("v2 ", timeout=15)
-
