@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uwsgi_reload.core import entrypoints, sources, syntax
+from uwsgi_reload.core import entrypoints, globs, sources, syntax
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import MIXED, Detector
 from uwsgi_reload.core.settle import settle_changes as settle
@@ -32,7 +32,7 @@ def touch(path: Path, text: str = "x") -> Path:
 
 
 def test_glob_double_star_matches_zero_or_more_folders():
-    regex = sources.glob_regex("/p/**/*.html")
+    regex = globs.glob_regex("/p/**/*.html")
     assert regex.fullmatch("/p/a.html")
     assert regex.fullmatch("/p/x/y/a.html")
     assert not regex.fullmatch("/q/a.html")
@@ -40,13 +40,13 @@ def test_glob_double_star_matches_zero_or_more_folders():
 
 
 def test_glob_star_stays_in_one_segment_and_matches_dotfiles():
-    regex = sources.glob_regex("/p/*.py")
+    regex = globs.glob_regex("/p/*.py")
     assert regex.fullmatch("/p/a.py") and regex.fullmatch("/p/.hidden.py")
     assert not regex.fullmatch("/p/sub/a.py")
 
 
 def test_glob_naming_a_folder_matches_below_it():
-    assert sources.glob_regex("/p/build").fullmatch("/p/build/x/y.py")
+    assert globs.glob_regex("/p/build").fullmatch("/p/build/x/y.py")
 
 
 def test_default_rules_exclude_caches_vcs_logs_and_editor_files():

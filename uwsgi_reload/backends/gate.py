@@ -16,7 +16,7 @@ from collections.abc import Callable
 from uwsgi_reload.backends import filesystems
 from uwsgi_reload.backends.base import RESCAN, Backend, BackendFailed
 from uwsgi_reload.backends.poll import PollBackend
-from uwsgi_reload.core import sources
+from uwsgi_reload.core import globs, sources
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.snapshot import Changes
 
@@ -47,8 +47,8 @@ class ScanGate:
         roots = set()
         for pattern in config.include:
             path = sources.absolute(pattern, config.base_dir)
-            if sources.has_glob(pattern):
-                roots.add(sources.static_root(path))
+            if globs.has_glob(pattern):
+                roots.add(globs.static_root(path))
             elif os.path.isdir(path):
                 roots.add(path)
             else:

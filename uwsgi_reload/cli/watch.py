@@ -18,7 +18,7 @@ from uwsgi_reload import backends
 from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.cli import EXIT_USAGE, LARGE
 from uwsgi_reload.cli.actions import Action, ActionError, Exec, SignalPid, Touch, WriteFifo
-from uwsgi_reload.core import sources
+from uwsgi_reload.core import globs, sources
 from uwsgi_reload.core.config import (
     PREFIX,
     Config,
@@ -77,7 +77,7 @@ def watch_config(args: argparse.Namespace, base_dir: str) -> Config:
         f"PATH {path!r} does not exist in {base_dir}: expected an existing file or folder, "
         "or a glob"
         for path in args.paths
-        if not sources.has_glob(path) and not os.path.exists(sources.absolute(path, base_dir))
+        if not globs.has_glob(path) and not os.path.exists(sources.absolute(path, base_dir))
     ]
     if problems:
         raise ConfigError(problems)

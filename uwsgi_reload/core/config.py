@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from uwsgi_reload.core.sources import absolute, has_glob
+from uwsgi_reload.core.globs import has_glob
+from uwsgi_reload.core.sources import absolute
 
 PREFIX = "uwsgi-reload-"
 

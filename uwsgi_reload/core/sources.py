@@ -17,6 +17,8 @@ from importlib.util import source_from_cache
 from itertools import islice
 from types import ModuleType
 
+from uwsgi_reload.core.globs import glob_regex, has_glob, segment_regex, static_root
+
 # Names (of a file or of any folder above it) never worth a reload: caches, VCS data,
 # logs and databases an app writes while it runs, editor swap and backup files.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
@@ -56,54 +58,6 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     ".DS_Store",
 )
 
-_GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-def has_glob(pattern: str) -> bool:
-    return bool(_GLOB_CHARS.search(pattern))
-
-
-def _segment_regex(segment: str) -> str:
-    out = []
-    i = 0
-    while i < len(segment):
-        char = segment[i]
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            end = segment.find("]", i + 2)
-            if end == -1:
-                out.append(re.escape(char))
-            else:
-                body = segment[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an absolute glob. ``*`` and ``?`` stay inside one path segment and match
-    dot-names too; ``**`` as a whole segment matches zero or more segments. A pattern
-    that names a folder also matches everything below it."""
-    parts = pattern.split("/")
-    out = []
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if part == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
-            continue
-        out.append(_segment_regex(part))
-        if not last:
-            out.append("/")
-    return re.compile("".join(out) + "(?:/.*)?")
-
 
 class Rules:
     """Exclusion rules. A pattern without ``/`` matches any path segment (``*.log``,
@@ -120,7 +74,7 @@ class Rules:
                 paths.append(glob_regex(absolute(pattern, self.base_dir)).pattern)
                 self._each.append((pattern, True, re.compile(paths[-1])))
             else:
-                names.append(_segment_regex(pattern))
+                names.append(segment_regex(pattern))
                 self._each.append((pattern, False, re.compile(names[-1])))
         self._name = re.compile("(?:" + "|".join(names) + ")") if names else None
         self._path = re.compile("(?:" + "|".join(paths) + ")") if paths else None
@@ -215,17 +169,6 @@ def module_file(module: ModuleType) -> str | None:
     if not isinstance(filename, str) or not os.path.isabs(filename):
         return None
     return os.path.normpath(source_of(filename))
-
-
-def static_root(pattern: str) -> str:
-    """The longest leading folder of an absolute glob that has no glob character."""
-    parts = pattern.split("/")
-    root = []
-    for part in parts:
-        if has_glob(part):
-            break
-        root.append(part)
-    return "/".join(root) or "/"
 
 
 def walk_files(root: str, rules: Rules) -> Iterator[str]:

@@ -29,9 +29,7 @@ from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loade
 from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, pyuwsgi, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
-
-LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
-MONITORS = 48
+from uwsgi_reload.hosts.uwsgi.signals import Signals
 
 
 class UwsgiReloader:
@@ -51,7 +49,6 @@ class UwsgiReloader:
         self.prepared = False  # once per process
         self.reloading = False
         self.frameworks: list[frameworks.Framework] = []
-        self.broadcast_signum: int | None = None
         self.reported: set[str] = set()
         self.detector.track(options.entry_files(uwsgi.opt, config.base_dir))
         # the ini files: a change reloads (gracefully: the master reads them again)
@@ -67,9 +64,8 @@ class UwsgiReloader:
         self.pipeline = Pipeline(
             self.detector, syntax_gate, self.gate, history=self._reload_records
         )
-        self.fast_signum: int | None = None  # file monitors: check at once, not at the tick
-        self.monitored: set[str] = set()
         self.wake_file = os.path.join(folder, "wake", "poke")
+        self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
 
     def start(self) -> None:
@@ -79,7 +75,7 @@ class UwsgiReloader:
         loadstats.install(self._on_load)
         self.detector.start()
         self.gate.watch_tracked()
-        self._register_signals()
+        self.signals.register(self.tick, self.on_broadcast, self.history, self.wake_file, self.fifo)
         if self.config.browser:  # before the app loads: the middleware goes around it
             entry_files = options.entry_files(uwsgi.opt, self.config.base_dir)
             self.browser = UwsgiBrowser(
@@ -104,61 +100,10 @@ class UwsgiReloader:
         if uwsgi.worker_id() > 0:
             self._record(Loaded(path, stat))
         self.gate.watch_file(path)
-        self._monitor(os.path.dirname(path))
+        self.signals.monitor(os.path.dirname(path))
 
     def _record(self, record: records.Record) -> None:
         self.journal.append(record)
-
-    def _monitor(self, folder: str) -> None:
-        """Ask the master to raise our check signal when ``folder`` changes, so a save
-        is handled at once instead of at the next tick. uWSGI has 64 file monitors per
-        instance (never freed): the first MONITORS folders of the project get one."""
-        if (
-            self.fast_signum is None
-            or uwsgi.worker_id() != 0  # only the master can add them, before it forks
-            or folder in self.monitored
-            or len(self.monitored) >= MONITORS
-            or not folder.startswith(self.config.base_dir)
-            or self.detector.rules.excludes(folder)
-        ):
-            return
-        self.monitored.add(folder)
-        uwsgi.add_file_monitor(self.fast_signum, folder)
-
-    def _register_signals(self) -> None:
-        if uwsgi.worker_id() == 0:
-            import uwsgidecorators
-
-            check_signum = uwsgidecorators.get_free_signal()
-            uwsgi.register_signal(check_signum, "", self.tick)
-            uwsgi.add_timer(check_signum, self.config.period)
-            # The generation's first check runs as soon as a worker serves, not up to a
-            # period later: the loop guard's "while starting" ends there.
-            uwsgidecorators.postfork(lambda: _first_worker_checks(check_signum))
-            # Changes a framework applies without a restart must reach every worker.
-            self.broadcast_signum = uwsgidecorators.get_free_signal()
-            uwsgi.register_signal(self.broadcast_signum, "workers", self.on_broadcast)
-            if not self.fifo:
-                # an event for the master's loop while it waits for old workers to die
-                wake_signum = uwsgidecorators.get_free_signal()
-                uwsgi.register_signal(wake_signum, "subscribed", _ignore)
-                os.makedirs(os.path.dirname(self.wake_file), exist_ok=True)
-                uwsgi.add_file_monitor(wake_signum, os.path.dirname(self.wake_file))
-            if self.gate.name != "poll":
-                self.fast_signum = uwsgidecorators.get_free_signal()
-                uwsgi.register_signal(self.fast_signum, "", self.tick)
-                for folder in sorted(self.gate.backend.watched()):
-                    self._monitor(folder)
-            return
-        # lazy-apps: we run in each worker after the fork. Each worker has its own
-        # signal table, where it registers the same signal; the master routes the timer
-        # to any worker (its own table has no target), so one timer serves them all.
-        # uWSGI never prunes its timer table: respawned workers must not add another.
-        known = uwsgi.signal_registered(LAZY_SIGNAL)
-        uwsgi.register_signal(LAZY_SIGNAL, "", self.tick)
-        if not known and self.history.first_time(f"timer {uwsgi.started_on}"):
-            uwsgi.add_timer(LAZY_SIGNAL, self.config.period)
-        _first_worker_checks(LAZY_SIGNAL)  # handled once a worker has loaded the app
 
     def tick(self, signum: int = 0) -> None:
         """The timer handler: never raises into uWSGI."""
@@ -218,7 +163,7 @@ class UwsgiReloader:
             self.frameworks.append(framework)
             self.detector.add_provider(framework.files)
             self.gate.extra_roots.update(framework.folders())
-        if self.broadcast_signum is not None:  # it reaches every worker
+        if self.signals.broadcast is not None:  # it reaches every worker
             self.pipeline.appliers = list(self.frameworks)
 
     def _announce(self) -> None:
@@ -278,7 +223,7 @@ class UwsgiReloader:
             log(loop_message(decision.looping, self.config.loop_guard, "uWSGI is restarted"))
         if decision.verdict is Verdict.APPLIED:
             self._record(Apply(tuple(decision.changes.paths), os.getpid()))
-            uwsgi.signal(self.broadcast_signum)
+            uwsgi.signal(self.signals.broadcast)
             log(decision.describe(""))
             since = max(time.time() - decision.saved_at(), 0.0)
             log(f"new code serving, {since:.2f} s after the save")
@@ -319,12 +264,3 @@ class UwsgiReloader:
 
     def _chain_running(self) -> bool:
         return chain_running(self.history.chain(), uwsgi.workers(), time.time())
-
-
-def _first_worker_checks(signum: int) -> None:
-    if uwsgi.worker_id() == 1:
-        uwsgi.signal(signum)
-
-
-def _ignore(signum: int) -> None:
-    """The wake-up signal only gives the master's loop an event; nobody handles it."""
