@@ -296,3 +296,15 @@ def gunicorn_control_socket_off() -> list[str]:
     except ImportError:
         return []
     return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
+
+
+# An app that rewrites a file of its own tracked tree at every start: the loop guard's case.
+LOOP_APP = """\
+import os, time
+os.makedirs('data', exist_ok=True)
+with open('data/state.json', 'w') as f:
+    f.write(str(time.time()))
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'app-v1']
+"""

@@ -12,6 +12,7 @@ import pytest
 from servers import (
     BIN,
     GENERATION,
+    LOOP_APP,
     READY,
     UWSGI,
     Server,
@@ -38,28 +39,14 @@ def processes():
         server.stop()
 
 
-def gunicorn_argv(port: int) -> list[str]:
-    from test_gunicorn import NO_CONTROL_SOCKET
-
-    return [
-        str(BIN / "gunicorn"),
-        "-c",
-        "python:uwsgi_reload.gunicorn",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
-        *NO_CONTROL_SOCKET,
-        "app:application",
-    ]
-
-
 def test_gunicorn_backend_inotify_is_really_inotify(tmp_path, processes):
     pytest.importorskip("gunicorn")
+    from test_gunicorn import start_gunicorn
+
     make_app(tmp_path)
-    port = free_port()
-    env = {"UWSGI_RELOAD_DELAY": "0.1", "UWSGI_RELOAD_BACKEND": "inotify"}
-    server = Server(gunicorn_argv(port), tmp_path, port, env)
+    server = start_gunicorn(
+        tmp_path, env={"UWSGI_RELOAD_BACKEND": "inotify"}, app="app:application"
+    )
     try:
         line = server.wait_for_log(r"uwsgi_reload: reloading on: .*").group(0)
         assert "backend inotify" in line, line
@@ -73,20 +60,11 @@ def test_gunicorn_backend_inotify_is_really_inotify(tmp_path, processes):
 
 def test_gunicorn_loop_guard_stops_an_app_that_writes_its_tracked_files(tmp_path):
     pytest.importorskip("gunicorn")
-    write(
-        tmp_path / "app.py",
-        "import os, time\n"
-        "os.makedirs('data', exist_ok=True)\n"
-        "with open('data/state.json', 'w') as f:\n"
-        "    f.write(str(time.time()))\n"
-        "def application(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'app-v1']\n",
-    )
+    from test_gunicorn import start_gunicorn
+
+    write(tmp_path / "app.py", LOOP_APP)
     (tmp_path / "data").mkdir()
-    port = free_port()
-    env = {"UWSGI_RELOAD_DELAY": "0.1", "UWSGI_RELOAD_INCLUDE": "data"}
-    server = Server(gunicorn_argv(port), tmp_path, port, env)
+    server = start_gunicorn(tmp_path, env={"UWSGI_RELOAD_INCLUDE": "data"}, app="app:application")
     try:
         server.wait_for_log(r"uwsgi_reload: loop guard: .*data/state", 60)
         reloads = server.count(r"-> graceful reload \(HUP\)")

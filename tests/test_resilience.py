@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from servers import APP, GENERATION, READY, get, make_app, serve_app, write
+from servers import APP, GENERATION, LOOP_APP, READY, get, make_app, serve_app, write
 
 pytestmark = pytest.mark.integration
 
@@ -98,16 +98,7 @@ def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path,
 
 
 def test_loop_guard_stops_an_app_that_writes_into_its_tracked_tree(tmp_path, uwsgi_server):
-    write(
-        tmp_path / "app.py",
-        "import os, time\n"
-        "os.makedirs('data', exist_ok=True)\n"
-        "with open('data/state.json', 'w') as f:\n"
-        "    f.write(str(time.time()))\n"
-        "def application(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'app-v1']\n",
-    )
+    write(tmp_path / "app.py", LOOP_APP)
     (tmp_path / "data").mkdir()
     server = uwsgi_server("wsgi-file = app.py\nuwsgi-reload-include = data\n")
     server.wait_for_log(r"uwsgi_reload: loop guard: .*data/state\.json was written during each", 40)
