@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import threading
 import time
@@ -223,3 +225,28 @@ def test_lazy_workers_that_loaded_different_versions_are_reloaded(tmp_path, uwsg
     finally:
         busy.join()
     server.wait_every_worker("v2 ", timeout=15)
+
+
+def test_a_graceful_reload_does_not_wait_for_the_masters_idle_second(tmp_path, uwsgi_server):
+    """The master notices dead workers only when its loop wakes up, once a second when
+    nothing else happens; the waker gives it events meanwhile, so old workers are buried
+    within milliseconds of their end, not up to a second later."""
+    write(tmp_path / "app.py", APP.format(n=0))
+    server = uwsgi_server("wsgi-file = app.py\nlog-encoder = format ${micros} ${msg}\n")
+    server.wait_for_log(READY)
+    for n in (1, 2, 3):
+        write(tmp_path / "app.py", APP.format(n=n))
+        server.wait_for_log(GENERATION, count=n + 1)
+    # from the master's "gracefully killing" to each old worker buried (the encoder
+    # writes the lines without line breaks: find the stamps by their 16 digits)
+    delays = []
+    killing = None
+    events = r"(\d{16}) (\.\.\.gracefully killing workers|worker \d+ buried)"
+    for stamp, what in re.findall(events, server.log()):
+        if what.startswith("..."):
+            killing = int(stamp)
+        elif killing is not None:
+            delays.append((int(stamp) - killing) / 1e6)
+    assert len(delays) == 6, server.explain(f"burials seen: {delays}")
+    assert statistics.median(delays) < 0.3, server.explain(f"burial delays {delays} s")
+    print(f"old workers buried {delays} s after the reload began")

@@ -46,7 +46,9 @@ def touch(path: str) -> Callable[[], None]:
     """A poke that writes a file in a folder the master monitors."""
 
     def poke() -> None:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        # O_TRUNC: a write event (IN_MODIFY), which the master's file monitor listens to;
+        # opening and closing alone is not one
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600))
 
     return poke
 
