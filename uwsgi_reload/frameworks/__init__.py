@@ -64,6 +64,3 @@ def files_matching(files: list[str], globs: list[tuple[str, str]]) -> list[str]:
     for directory, pattern in globs:
         found.extend(str(path) for path in Path(directory).glob(pattern))
     return found
-
-
-Extension = Framework  # the name frameworks had before
