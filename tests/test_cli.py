@@ -527,7 +527,8 @@ def test_watch_refuses_a_server_started_after_the_pidfile_was_written(capsys, tm
         an_hour_ago = time.time() - 3600
         os.utime(pidfile, (an_hour_ago, an_hour_ago))
         deadline = time.monotonic() + 5
-        while b"uwsgi" not in Path(f"/proc/{imposter.pid}/cmdline").read_bytes():
+        # bash's own command line names uwsgi too (in its -c text): wait for the exec
+        while not Path(f"/proc/{imposter.pid}/cmdline").read_bytes().startswith(b"uwsgi\0"):
             assert time.monotonic() < deadline, "bash did not exec"
             time.sleep(0.01)
         status, err = run_watch(capsys, str(tmp_path), "--pidfile", str(pidfile))
