@@ -116,7 +116,7 @@ class Server:
         except OSError:
             return ""
 
-    def explain(self, what: str, tail: int = 40) -> str:
+    def explain(self, what: str, tail: int = 60) -> str:
         lines = self.log().splitlines()[-tail:]
         status, body = self.last
         return (
@@ -238,6 +238,8 @@ def uwsgi_ini(port: int, body: str, period: int = 1) -> str:
         "import = uwsgi_reload\n"
         f"uwsgi-reload-period = {period}\n"
         "uwsgi-reload-delay = 0.1\n"
+        # every check in the log: a failing test shows what the checks saw
+        "uwsgi-reload-debug = true\n"
         "die-on-term = true\n" + backend + body,
     )
 

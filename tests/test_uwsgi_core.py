@@ -266,3 +266,26 @@ def test_included_package_in_a_virtualenv_reloads(tmp_path, uwsgi_server):
     write(tmp_path / site / "somepkg" / "__init__.py", "TEXT = 'pkg-v2'\n")
     server.wait_for_body("pkg-v2", timeout=10)
     server.wait_for_log(r"modified .*somepkg/__init__\.py -> graceful reload")
+
+
+@pytest.mark.skipif(BACKEND == "poll", reason="the file monitors serve the event backend")
+def test_request_log_lines_in_a_project_folder_do_not_run_checks(tmp_path, uwsgi_server):
+    """The server's log is in the project folder (as ``logto = uwsgi.log`` often is), and
+    uWSGI's file monitor there fires on every line written: with request logging on, one
+    per request. Each used to run a whole check in a worker (about one per request;
+    3,344 checks for 300 requests with the test servers' debug lines, which are log
+    lines too); now it costs a look at the backend, and checks stay at one per period."""
+    server = serve_app(tmp_path, uwsgi_server)
+    server.wait_for_log(r"debug: check \(")
+    before = server.count(r"debug: check")
+    started = time.monotonic()
+    served = sum(get_idempotent(server.url)[0] == 200 for _ in range(300))
+    elapsed = time.monotonic() - started
+    checks = server.count(r"debug: check") - before
+    assert served == 300, server.explain(f"{served} of 300 requests served")
+    assert server.count(r"\] GET / =>") >= 300, server.explain("request logging is off")
+    assert checks <= elapsed / 1 + 4, server.explain(
+        f"{checks} checks in {elapsed:.2f}s for 300 requests (period 1s)"
+    )
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")  # and a save still acts at once
+    server.wait_every_worker("v2", timeout=10)

@@ -75,6 +75,7 @@ class Config:
     loop_guard: int = 3
     fifo: str = ""
     browser: bool = False
+    debug: bool = False
     base_dir: str = "."
 
 
@@ -170,6 +171,7 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "loop-guard": ("loop_guard", _count, "stop after this many reloads in a row for same files"),
     "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain mode)"),
     "browser": ("browser", _boolean, "open pages refresh once new code serves; held saves show"),
+    "debug": ("debug", _boolean, "log every check and the timing of each reload"),
 }
 
 

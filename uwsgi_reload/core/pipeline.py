@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from uwsgi_reload.core import loopguard, snapshot
@@ -60,6 +60,8 @@ class Decision:
     looping: frozenset[str] = frozenset()  # files the loop guard stopped tracking
     quick: bool = False  # written while the generation started (for the history)
     applied_by: tuple[str, ...] = ()
+    scanned: bool = False  # the tracked files were compared (the backend said so)
+    detected_at: float = 0.0  # wall clock when a scan first saw the change (before settling)
 
     def __bool__(self) -> bool:
         return self.verdict is not Verdict.NOTHING
@@ -122,14 +124,15 @@ class Pipeline:
         if self.gate is not None and not self.gate.needs_scan():
             return Decision(Verdict.NOTHING)
         changes = self.detector.check()
+        detected_at = time.time()
         if self.gate is not None:
             self.gate.after_scan(changes)
         if not changes:
-            return Decision(Verdict.NOTHING)
+            return Decision(Verdict.NOTHING, scanned=True)
         changes, current = self.detector.settle()
         if not changes:
-            return Decision(Verdict.NOTHING, accepted=self._accept(current))
-        return self.decide(changes, current)
+            return Decision(Verdict.NOTHING, accepted=self._accept(current), scanned=True)
+        return replace(self.decide(changes, current), scanned=True, detected_at=detected_at)
 
     def decide(self, changes: Changes, current: Mapping[str, Stat]) -> Decision:
         if self.config.check_syntax and self.syntax_gate.holds(changes, current):

@@ -67,6 +67,7 @@ class UwsgiReloader:
         self.wake_file = os.path.join(folder, "wake", "poke")
         self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
+        self.woken_by = 0  # the signal of the check running (for the debug lines)
 
     def start(self) -> None:
         state.start_generation(self.journal, self.history)  # once per generation (a lock)
@@ -108,8 +109,14 @@ class UwsgiReloader:
     def tick(self, signum: int = 0) -> None:
         """The timer handler: never raises into uWSGI."""
         try:
+            if signum == self.signals.fast and not self.gate.pending():
+                # uWSGI's file monitors also fire on writes we do not count, such as
+                # every line of a log file kept in a project folder: one per request.
+                return
             with self.journal.exclusive() as mine:
+                self.woken_by = signum
                 if not mine:
+                    self._debug(f"check skipped ({self._woken()}): another holds the lock")
                     return
                 self._check()
                 # A check in another worker, woken by the same save, found the lock
@@ -142,7 +149,11 @@ class UwsgiReloader:
                 self.pipeline.first_check_ns = fact.first_check_ns
             elif isinstance(fact, Apply) and fact.pid != os.getpid():
                 for framework in self.frameworks:
-                    framework.handle(list(fact.paths))
+                    handled = framework.handle(list(fact.paths))
+                    self._debug(
+                        f"worker {uwsgi.worker_id()}: {framework.name} applied "
+                        f"{', '.join(sorted(handled)) or 'nothing'} (saved in pid {fact.pid})"
+                    )
 
     def _prepare(self) -> None:
         if self.prepared:
@@ -188,9 +199,20 @@ class UwsgiReloader:
         else:
             log("new code serving (uWSGI reloaded, not for a save)")
 
+    def _woken(self) -> str:
+        """Which worker checks and why, for the debug lines."""
+        names = {self.signals.fast: "file event", self.signals.broadcast: "broadcast"}
+        return f"worker {uwsgi.worker_id()}, {names.get(self.woken_by, 'timer')}"
+
+    def _debug(self, message: str) -> None:
+        if self.config.debug:
+            log(f"debug: {message}")
+
     def _check(self) -> None:
+        started = time.monotonic()
         self._merge_journal()
         if self.reloading:
+            self._debug(f"check ({self._woken()}): a reload is under way")
             return
         self._prepare()
         if not self.announced:
@@ -203,6 +225,11 @@ class UwsgiReloader:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
         decision = self.pipeline.tick()
+        self._debug(
+            f"check ({self._woken()}): "
+            + (f"scanned {len(self.detector.baseline)} files" if decision.scanned else "no event")
+            + f" -> {decision.verdict.value} in {(time.monotonic() - started) * 1000:.1f} ms"
+        )
         self._report_notices()
         self._carry_out(decision)
 
@@ -237,6 +264,11 @@ class UwsgiReloader:
         ini_changed = bool(set(decision.changes.paths) & set(self.config_files))
         mode = "graceful" if ini_changed else self.config.mode
         log(decision.describe(f"{mode} reload"))
+        saved = decision.saved_at()
+        self._debug(
+            f"timing: saved at {saved:.6f}; detected +{decision.detected_at - saved:.3f} s; "
+            f"reload asked +{time.time() - saved:.3f} s"
+        )
         # Recorded before the reload is asked for: the master's stop signal ends this
         # worker at once when it is between requests, which it is while running this.
         self.history.add(decision.changes.paths, decision.quick, now=decision.saved_at())
