@@ -881,6 +881,7 @@ def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> b
     except ImportError:
         print("matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
         return False
+    idle = [r for r in idle if r.modules]  # the chart plots CPU against the module count
     panels = (1 if idle else 0) + (2 if latency else 0)
     if not panels:
         return False
