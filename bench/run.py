@@ -2,12 +2,14 @@
 """Benchmark uwsgi-reload against uWSGI's own reloaders, side by side, in one run.
 
 Run by hand, never by CI (see bench/README.md). For each variant in VARIANTS it starts
-a real uWSGI on a random loopback port with a generated project of N small modules,
-and measures:
+a real uWSGI on a random loopback port serving an app (--apps: a generated project of
+N small modules, or a real Wagtail site), and measures:
 
   idle     CPU per second of the whole instance (master + workers), for each N
+  cold     the app's cold start (uWSGI alone, start -> first response): the floor
   latency  save -> first response with the new code (median, worst of --saves saves),
-           with a request loop running: worst request and failed requests
+           with a request loop running: worst request and failed requests; and where
+           the time of each reload goes, from uWSGI's microsecond log stamps
 
 Results: a markdown table on stdout and in bench/results/, the raw numbers as JSON and
 a PNG chart (matplotlib, the `bench` extra). Servers are stopped by their own pid
