@@ -277,6 +277,15 @@ class HomePage(Page):
 WAGTAIL_TEMPLATE_LINE = '<p id="bench-marker">{{ bench_marker }}</p>\n'
 
 
+def run_or_explain(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} (in {cwd}) exited with {done.returncode}:\n"
+            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+
+
 def wagtail_site(cache: Path) -> Path:
     """The generated, migrated site in ``cache`` (made on the first call: about 30 s),
     keyed by the Wagtail and Django versions installed."""
@@ -294,10 +303,7 @@ def wagtail_site(cache: Path) -> Path:
     shutil.rmtree(site, ignore_errors=True)
     site.mkdir(parents=True)
     print(f"making the Wagtail site in {site} (once)", flush=True)
-    bindir = Path(sys.executable).parent
-    subprocess.run(
-        [str(bindir / "wagtail"), "start", "benchsite"], cwd=site, check=True, capture_output=True
-    )
+    run_or_explain([str(Path(sys.executable).parent / "wagtail"), "start", "benchsite"], site)
     project = site / "benchsite"
     (project / "home" / "models.py").write_text(WAGTAIL_MODELS.format(token=FIRST_TOKEN))
     template = project / "home" / "templates" / "home" / "home_page.html"
@@ -306,12 +312,7 @@ def wagtail_site(cache: Path) -> Path:
     if marker not in text:
         raise SystemExit(f"{template} has no '{marker.strip()}' line: the site template changed")
     template.write_text(text.replace(marker, marker + WAGTAIL_TEMPLATE_LINE, 1))
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
+    run_or_explain([sys.executable, "manage.py", "migrate", "--noinput"], project)
     (site / ".complete").touch()
     return site
 
