@@ -2,12 +2,14 @@
 """Benchmark uwsgi-reload against uWSGI's own reloaders, side by side, in one run.
 
 Run by hand, never by CI (see bench/README.md). For each variant in VARIANTS it starts
-a real uWSGI on a random loopback port with a generated project of N small modules,
-and measures:
+a real uWSGI on a random loopback port serving an app (--apps: a generated project of
+N small modules, or a real Wagtail site), and measures:
 
   idle     CPU per second of the whole instance (master + workers), for each N
+  cold     the app's cold start (uWSGI alone, start -> first response): the floor
   latency  save -> first response with the new code (median, worst of --saves saves),
-           with a request loop running: worst request and failed requests
+           with a request loop running: worst request and failed requests; and where
+           the time of each reload goes, from uWSGI's microsecond log stamps
 
 Results: a markdown table on stdout and in bench/results/, the raw numbers as JSON and
 a PNG chart (matplotlib, the `bench` extra). Servers are stopped by their own pid
@@ -38,15 +40,21 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from breakdown import STEPS, median_steps, reload_steps, stamped_lines
+
 from uwsgi_reload.hosts.uwsgi import masterfifo, waker
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+CACHE = HERE / ".cache"  # the generated Wagtail site, made once (git-ignored)
 UWSGI = os.environ.get("UWSGI", str(Path(sys.executable).parent / "uwsgi"))
 READY = re.compile(r"uwsgi_reload: reloading on.*?tracking (\d+) files")
 OURS = "import = uwsgi_reload\n"
 LAZY = "lazy-apps = true\nforkbomb-delay = 0\n"  # as ini/chain.ini
+# Every log line stamped with the wall clock in microseconds: the per-reload breakdown
+# (bench/breakdown.py) is read from these stamps. It gives the master a log pipe.
+LOG_STAMPS = "log-encoder = format ${micros} ${msgnl}\n"
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,9 @@ VARIANTS: list[Variant] = [
     ),
 ]
 DEFAULT_VARIANTS = [v.name for v in VARIANTS if not v.pending]
+# the apps of issue 13's table: the smallest app, a large generated one, a real project
+DEFAULT_APPS = ["modules-1", "modules-3000", "wagtail"]
+QUICK_APPS = ["modules-1", "wagtail"]
 QUICK_VARIANTS = [
     "none",
     "py-autoreload",
@@ -212,6 +223,139 @@ def make_project(folder: Path, modules: int, per_package: int = 100) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class App:
+    """A project the benchmark serves. ``ini`` holds its lines of the [uwsgi] section;
+    a save rewrites ``edited`` with ``source(token)``; ``shows(body, token)`` says
+    whether a response comes from the code of that save. ``loop_pause`` is the pause
+    of the request loop that runs during the saves."""
+
+    name: str
+    folder: Path
+    ini: str
+    edited: Path
+    source: Callable[[str], str]
+    shows: Callable[[str, str], bool]
+    loop_pause: float = 0.005
+    modules: int | None = None  # generated apps: how many modules
+
+
+FIRST_TOKEN = "start"
+
+
+def synthetic_app(work: Path, modules: int) -> App:
+    folder = make_project(work / f"project-{modules}", modules)
+    return App(
+        name=f"modules-{modules}",
+        folder=folder,
+        ini="wsgi-file = app.py\n",
+        edited=folder / "version.py",
+        source=lambda token: f'TOKEN = "{token}"\n',
+        shows=lambda body, token: body.startswith(token + " "),
+        modules=modules,
+    )
+
+
+# The Wagtail site: `wagtail start benchsite` as generated, `migrate` run once, and one
+# change so a save shows on the home page: home/models.py holds a marker that
+# HomePage.get_context passes to the template (a save rewrites that file, which the
+# home page's code path imports), and the template prints it.
+WAGTAIL_MODELS = """\
+from django.db import models
+
+from wagtail.models import Page
+
+BENCH_MARKER = "{token}"
+
+
+class HomePage(Page):
+    def get_context(self, request, *args, **kwargs):
+        context = super().get_context(request, *args, **kwargs)
+        context["bench_marker"] = BENCH_MARKER
+        return context
+"""
+WAGTAIL_TEMPLATE_LINE = '<p id="bench-marker">{{ bench_marker }}</p>\n'
+
+
+def run_or_explain(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} (in {cwd}) exited with {done.returncode}:\n"
+            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+
+
+def wagtail_site(cache: Path) -> Path:
+    """The generated, migrated site in ``cache`` (made on the first call: about 30 s),
+    keyed by the Wagtail and Django versions installed."""
+    try:
+        import django
+        import wagtail
+    except ImportError as error:
+        raise SystemExit(
+            f"the wagtail app needs Wagtail and Django ({error}): "
+            "pip install -e '.[django,bench]' (make bench does)"
+        ) from error
+    site = cache / f"wagtail-{wagtail.__version__}-django-{django.__version__}"
+    if (site / ".complete").exists():
+        return site
+    shutil.rmtree(site, ignore_errors=True)
+    site.mkdir(parents=True)
+    print(f"making the Wagtail site in {site} (once)", flush=True)
+    run_or_explain([str(Path(sys.executable).parent / "wagtail"), "start", "benchsite"], site)
+    project = site / "benchsite"
+    (project / "home" / "models.py").write_text(WAGTAIL_MODELS.format(token=FIRST_TOKEN))
+    template = project / "home" / "templates" / "home" / "home_page.html"
+    text = template.read_text()
+    marker = "{% block content %}\n"
+    if marker not in text:
+        raise SystemExit(f"{template} has no '{marker.strip()}' line: the site template changed")
+    template.write_text(text.replace(marker, marker + WAGTAIL_TEMPLATE_LINE, 1))
+    run_or_explain([sys.executable, "manage.py", "migrate", "--noinput"], project)
+    (site / ".complete").touch()
+    return site
+
+
+def wagtail_app(work: Path, cache: Path) -> App:
+    """A fresh copy of the cached site (saves edit it), byte-compiled like the
+    generated apps."""
+    folder = work / "wagtail"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(wagtail_site(cache) / "benchsite", folder)
+    compileall.compile_dir(str(folder), quiet=1, workers=2)
+    return App(
+        name="wagtail",
+        folder=folder,
+        ini=("module = benchsite.wsgi\nenv = DJANGO_SETTINGS_MODULE=benchsite.settings.dev\n"),
+        edited=folder / "home" / "models.py",
+        source=lambda token: WAGTAIL_MODELS.format(token=token),
+        shows=lambda body, token: f'<p id="bench-marker">{token}</p>' in body,
+        # a page costs tens of ms of CPU: a request loop 5 ms apart would keep a
+        # worker busy all the time on a 2-core machine
+        loop_pause=0.05,
+    )
+
+
+APP_NAME = re.compile(r"modules-(\d+)|wagtail")
+
+
+def make_app(name: str, work: Path, cache: Path) -> App:
+    match = APP_NAME.fullmatch(name)
+    if match is None:
+        raise ValueError(f"unknown app {name!r}: expected modules-N (N >= 1) or wagtail")
+    if name == "wagtail":
+        return wagtail_app(work, cache)
+    return synthetic_app(work, int(match.group(1)))
+
+
+def reset(app: App) -> None:
+    """Put the edited file back to its first version (before each server), leaving
+    it alone when it has it (so its .pyc stays fresh)."""
+    if app.edited.read_text() != app.source(FIRST_TOKEN):
+        app.edited.write_text(app.source(FIRST_TOKEN))
+
+
 # --- a uWSGI instance ------------------------------------------------------------------
 
 
@@ -240,9 +384,9 @@ def get(port: int, timeout: float = 10.0) -> tuple[int, str, float]:
 class Uwsgi:
     """A uWSGI instance in its own process group, logging to a file."""
 
-    def __init__(self, variant: Variant, project: Path, logs: Path, extra: str = "") -> None:
+    def __init__(self, variant: Variant, app: App, logs: Path, extra: str = "") -> None:
         self.port = free_port()
-        self.project = project
+        self.app = app
         self.fifo = str(logs / f"fifo-{self.port}")
         self.trigger = str(logs / f"trigger-{self.port}")
         Path(self.trigger).touch()
@@ -253,16 +397,18 @@ class Uwsgi:
             f"http-socket = 127.0.0.1:{self.port}\n"
             "master = true\n"
             "processes = 2\n"
-            "wsgi-file = app.py\n"
-            "die-on-term = true\n"
+            + app.ini
+            + "die-on-term = true\n"
+            + LOG_STAMPS
             + (f"master-fifo = {self.fifo}\n" if variant.needs_fifo else "")
             + variant.ini.format(trigger=self.trigger)
             + (extra if variant.group == "ours" else "")
         )
         with open(self.log_path, "wb") as log:
+            self.started = time.perf_counter()
             self.proc = subprocess.Popen(
                 [UWSGI, "--ini", str(ini)],
-                cwd=project,
+                cwd=app.folder,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -284,7 +430,7 @@ class Uwsgi:
             time.sleep(0.05)
 
     def wait_serving(self, timeout: float = 120) -> None:
-        self.wait(lambda: get(self.port, 5)[0] == 200, timeout, "the app to answer")
+        self.wait(lambda: get(self.port, 30)[0] == 200, timeout, "the app to answer")
 
     def wait_ours(self, timeout: float = 60) -> int:
         """Wait for our start line; return how many files we track."""
@@ -363,8 +509,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def running(variant: Variant, project: Path, logs: Path, extra: str) -> Iterator[Uwsgi]:
-    server = Uwsgi(variant, project, logs, extra)
+def running(variant: Variant, app: App, logs: Path, extra: str) -> Iterator[Uwsgi]:
+    reset(app)
+    server = Uwsgi(variant, app, logs, extra)
     try:
         yield server
     finally:
@@ -377,16 +524,32 @@ def running(variant: Variant, project: Path, logs: Path, extra: str) -> Iterator
 @dataclass
 class Idle:
     variant: str
-    modules: int
+    app: str
     cpu_ms_per_s: float
     tracked: int | None = None
     error: str = ""
+    modules: int | None = None  # generated apps: how many modules
+
+
+@dataclass
+class ColdStart:
+    """Starting uWSGI (no reloader) -> the first response with the app loaded: what a
+    graceful reload, which re-executes the master and imports the app again, cannot
+    beat (the floor)."""
+
+    app: str
+    starts: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.starts) if self.starts else None
 
 
 @dataclass
 class Latency:
     variant: str
-    modules: int
+    app: str
     saves: list[float | None] = field(default_factory=list)  # None: not seen in time
     requests: int = 0
     failed: int = 0
@@ -394,6 +557,7 @@ class Latency:
     reloads_seen: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # the first few, as seen
     error: str = ""
+    steps: list[dict[str, float | None]] = field(default_factory=list)  # per save
 
     @property
     def seen(self) -> list[float]:
@@ -408,10 +572,34 @@ def start(variant: Variant, server: Uwsgi) -> int | None:
     return None
 
 
-def measure_idle(
-    variant: Variant, project: Path, modules: int, logs: Path, seconds: float, extra: str
-) -> Idle:
-    with running(variant, project, logs, extra) as server:
+def measure_cold_start(app: App, logs: Path, count: int) -> ColdStart:
+    """``count`` starts of uWSGI alone (the `none` variant) serving ``app``: from the
+    start of the uWSGI command to the first response showing the app, polling every
+    5 ms (the listen socket exists before the app is loaded: early requests wait)."""
+    none = next(v for v in VARIANTS if v.name == "none")
+    result = ColdStart(app.name)
+    for _ in range(count):
+        with running(none, app, logs, "") as server:
+            deadline = server.started + 120
+            while time.perf_counter() < deadline:
+                status, body, _took = get(server.port, 60)
+                if status == 200 and app.shows(body, FIRST_TOKEN):
+                    result.starts.append(time.perf_counter() - server.started)
+                    break
+                if server.proc.poll() is not None:
+                    break
+                time.sleep(0.005)
+            else:
+                result.error = f"no response in 120 s; see {server.log_path}"
+                return result
+            if server.proc.poll() is not None:
+                result.error = f"uWSGI exited; see {server.log_path}"
+                return result
+    return result
+
+
+def measure_idle(variant: Variant, app: App, logs: Path, seconds: float, extra: str) -> Idle:
+    with running(variant, app, logs, extra) as server:
         try:
             tracked = start(variant, server)
             time.sleep(2)  # let the first checks fill their caches
@@ -421,12 +609,12 @@ def measure_idle(
             used = server.cpu_seconds() - before
             took = time.monotonic() - began
         except RuntimeError as error:
-            return Idle(variant.name, modules, float("nan"), error=str(error))
-    return Idle(variant.name, modules, used * 1000 / took, tracked)
+            return Idle(variant.name, app.name, float("nan"), error=str(error), modules=app.modules)
+    return Idle(variant.name, app.name, used * 1000 / took, tracked, modules=app.modules)
 
 
 class RequestLoop(threading.Thread):
-    """One client sending requests back to back (5 ms apart) until stopped."""
+    """One client sending requests back to back (``pause`` apart) until stopped."""
 
     def __init__(self, port: int, pause: float = 0.005) -> None:
         super().__init__(daemon=True)
@@ -490,45 +678,47 @@ RELOAD_LINES = {
 
 def measure_latency(
     variant: Variant,
-    project: Path,
-    modules: int,
+    app: App,
     logs: Path,
     saves: int,
     spacing: tuple[float, float],
     rng: random.Random,
     extra: str,
 ) -> Latency:
-    result = Latency(variant.name, modules)
-    version = project / "version.py"
-    with running(variant, project, logs, extra) as server:
+    result = Latency(variant.name, app.name)
+    wall: list[tuple[float, float | None]] = []  # (saved, seen) by the wall clock
+    with running(variant, app, logs, extra) as server:
         try:
             start(variant, server)
         except RuntimeError as error:
             result.error = str(error)
             return result
-        loop = RequestLoop(server.port)
+        loop = RequestLoop(server.port, app.loop_pause)
         loop.start()
         polls: list[float] = []
         try:
             for index in range(saves):
                 time.sleep(rng.uniform(*spacing))
                 token = f"save{index}-{rng.randrange(1 << 30)}"
+                saved_at = time.time()
                 began = time.perf_counter()
-                with open(version, "w") as f:  # an in-place save, like most editors
-                    f.write(f'TOKEN = "{token}"\n')
+                with open(app.edited, "w") as f:  # an in-place save, like most editors
+                    f.write(app.source(token))
                 after_save(variant, server)
-                seen = None
-                while time.perf_counter() - began < 15:
+                seen = seen_at = None
+                while time.perf_counter() - began < 30:
                     status, body, took = get(server.port)
                     polls.append(took)
-                    if status == 200 and body.startswith(token + " "):
+                    if status == 200 and app.shows(body, token):
                         seen = time.perf_counter() - began
+                        seen_at = time.time()
                         break
                     if status != 200:
                         result.failed += 1
                         result.failures.append(f"{status} {body[:80]}")
                     time.sleep(0.005)
                 result.saves.append(seen)
+                wall.append((saved_at, seen_at))
                 if seen is None and server.proc.poll() is not None:
                     result.error = f"uWSGI exited; see {server.log_path}"
                     break
@@ -544,6 +734,10 @@ def measure_latency(
         result.reloads_seen = {
             kind: len(re.findall(pattern, text)) for kind, pattern in RELOAD_LINES.items()
         }
+        lines = stamped_lines(text)
+        for index, (saved_at, seen_at) in enumerate(wall):
+            until = wall[index + 1][0] if index + 1 < len(wall) else float("inf")
+            result.steps.append(reload_steps(lines, saved_at, seen_at, until))
     return result
 
 
@@ -577,42 +771,71 @@ def fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def tables(idle: list[Idle], latency: list[Latency], variants: list[Variant]) -> str:
+def idle_label(app: str) -> str:
+    match = APP_NAME.fullmatch(app)
+    return f"{int(match.group(1)):,} modules" if match and match.group(1) else app
+
+
+def tables(
+    idle: list[Idle], cold: list[ColdStart], latency: list[Latency], variants: list[Variant]
+) -> str:
     notes = {v.name: v.note for v in variants}
     out = []
     if idle:
-        sizes = sorted({r.modules for r in idle})
-        ref = {r.modules: r.cpu_ms_per_s for r in idle if r.variant == "py-autoreload"}
+        apps = list(dict.fromkeys(r.app for r in idle))
+        ref = {r.app: r.cpu_ms_per_s for r in idle if r.variant == "py-autoreload"}
         out.append("### Idle CPU of the whole instance (ms CPU per second; x py-autoreload)\n")
-        out.append("| variant | " + " | ".join(f"{n:,} modules" for n in sizes) + " | note |")
-        out.append("|---|" + "---:|" * len(sizes) + "---|")
+        out.append("| variant | " + " | ".join(idle_label(a) for a in apps) + " | note |")
+        out.append("|---|" + "---:|" * len(apps) + "---|")
         for name in dict.fromkeys(r.variant for r in idle):
             cells = []
-            for n in sizes:
-                row = next((r for r in idle if r.variant == name and r.modules == n), None)
+            for app in apps:
+                row = next((r for r in idle if r.variant == name and r.app == app), None)
                 if row is None or row.error:
                     cells.append("error" if row else "")
                     continue
                 ratio = ""
-                if ref.get(n) and name != "py-autoreload":
-                    ratio = f" ({row.cpu_ms_per_s / ref[n]:.2f}x)"
+                if ref.get(app) and name != "py-autoreload":
+                    ratio = f" ({row.cpu_ms_per_s / ref[app]:.2f}x)"
                 cells.append(f"{row.cpu_ms_per_s:.2f}{ratio}")
             out.append(f"| {name} | " + " | ".join(cells) + f" | {notes.get(name, '')} |")
         out.append("")
+    floors = {c.app: c for c in cold}
+    if cold:
+        out.append(
+            "### Cold start (the floor): starting uWSGI alone -> first response with the app"
+            " (seconds)\n"
+        )
+        out.append("| app | median | best | worst | starts |")
+        out.append("|---|---:|---:|---:|---:|")
+        for c in cold:
+            if not c.starts:
+                out.append(f"| {c.app} | error: {c.error} ||||")
+                continue
+            out.append(
+                f"| {c.app} | {c.median:.3f} | {min(c.starts):.3f} | {max(c.starts):.3f} | "
+                f"{len(c.starts)}{' ' + c.error if c.error else ''} |"
+            )
+        out.append("")
     if latency:
-        ref_rows = [r for r in latency if r.variant == "py-autoreload" and r.seen]
-        ref_median = statistics.median(ref_rows[0].seen) if ref_rows else None
         out.append(
-            f"### Save -> new code, with a request loop ({latency[0].modules:,} modules; seconds)\n"
+            "### Save -> new code, with a request loop (seconds; floor: the app's cold start)\n"
         )
         out.append(
-            "| variant | median | worst | x py-autoreload (median) | missed | "
-            "worst request | failed / requests | reloads seen | note |"
+            "| app | variant | median | worst | floor | over the floor | "
+            "x py-autoreload (median) | missed | worst request | failed / requests | "
+            "reloads seen | note |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for r in latency:
+            floor = floors[r.app].median if r.app in floors else None
+            ref_row = next(
+                (x for x in latency if x.app == r.app and x.variant == "py-autoreload" and x.seen),
+                None,
+            )
+            ref_median = statistics.median(ref_row.seen) if ref_row else None
             if r.error and not r.seen:
-                out.append(f"| {r.variant} | error: {r.error} |||||||")
+                out.append(f"| {r.app} | {r.variant} | error: {r.error} ||||||||||")
                 continue
             median = statistics.median(r.seen) if r.seen else None
             ratio = (
@@ -620,12 +843,33 @@ def tables(idle: list[Idle], latency: list[Latency], variants: list[Variant]) ->
                 if median is not None and ref_median and r.variant != "py-autoreload"
                 else ""
             )
+            over = f"{median - floor:+.3f}" if median is not None and floor is not None else ""
             seen = ", ".join(f"{k} {v}" for k, v in r.reloads_seen.items() if v)
             out.append(
-                f"| {r.variant} | {fmt_s(median)} | {fmt_s(max(r.seen, default=None))} | "
-                f"{ratio} | {len(r.saves) - len(r.seen)}/{len(r.saves)} | "
-                f"{r.worst_request:.3f} | {r.failed} / {r.requests} | {seen} | "
+                f"| {r.app} | {r.variant} | {fmt_s(median)} | {fmt_s(max(r.seen, default=None))}"
+                f" | {fmt_s(floor)} | {over} | {ratio} | {len(r.saves) - len(r.seen)}/"
+                f"{len(r.saves)} | {r.worst_request:.3f} | {r.failed} / {r.requests} | {seen} | "
                 f"{notes.get(r.variant, '')} |"
+            )
+        out.append("")
+        out.append(
+            "### Where the time of a reload goes (median of each step over the saves, seconds;"
+            " from uWSGI's log stamps, see bench/breakdown.py)\n"
+        )
+        out.append(
+            "| app | variant | saved -> detected | -> reload begins | -> old workers gone | "
+            "-> exec | -> app loaded | -> first new-code response | save -> new code |"
+        )
+        out.append("|---|---|" + "---:|" * (len(STEPS) + 1))
+        for r in latency:
+            if not r.steps:
+                continue
+            medians = median_steps(r.steps)
+            total = statistics.median(r.seen) if r.seen else None
+            out.append(
+                f"| {r.app} | {r.variant} | "
+                + " | ".join(fmt_s(medians[step]) for step in STEPS)
+                + f" | {fmt_s(total)} |"
             )
         out.append("")
     return "\n".join(out)
@@ -640,6 +884,7 @@ def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> b
     except ImportError:
         print("matplotlib is missing (pip install -e '.[bench]'): no chart", file=sys.stderr)
         return False
+    idle = [r for r in idle if r.modules]  # the chart plots CPU against the module count
     panels = (1 if idle else 0) + (2 if latency else 0)
     if not panels:
         return False
@@ -649,7 +894,8 @@ def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> b
         ax = axes.pop(0)
         for name in dict.fromkeys(r.variant for r in idle):
             rows = sorted(
-                (r for r in idle if r.variant == name and not r.error), key=lambda r: r.modules
+                (r for r in idle if r.variant == name and not r.error and r.modules),
+                key=lambda r: r.modules or 0,
             )
             ax.plot([r.modules for r in rows], [r.cpu_ms_per_s for r in rows], "o-", label=name)
         ax.set_xscale("log")
@@ -661,7 +907,7 @@ def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> b
         ax.legend(fontsize=8)
     if latency:
         rows = [r for r in latency if r.seen]
-        names = [r.variant for r in rows]
+        names = [f"{r.app} {r.variant}" for r in rows]
         ys = range(len(rows))
         ax = axes.pop(0)
         medians = [statistics.median(r.seen) for r in rows]
@@ -671,7 +917,7 @@ def chart(idle: list[Idle], latency: list[Latency], path: Path, title: str) -> b
         ax.set_yticks(list(ys), names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("seconds from save to the first response with the new code")
-        ax.set_title(f"Save -> new code ({rows[0].modules if rows else 0:,} modules)")
+        ax.set_title("Save -> new code")
         ax.grid(True, axis="x", alpha=0.3)
         ax.legend(fontsize=8)
         ax = axes.pop(0)
@@ -700,9 +946,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", help="comma-separated names, or 'all' (default: not pending)")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--sections", default="idle,latency", help="idle,latency")
-    parser.add_argument("--sizes", help="module counts for idle CPU (default 100,1000,3000,10000)")
+    parser.add_argument(
+        "--sizes",
+        help="module counts for idle CPU (default 100,1000,3000,10000; none: only --apps)",
+    )
     parser.add_argument("--idle-seconds", type=float, help="CPU measuring window (default 30)")
-    parser.add_argument("--modules", type=int, help="module count for latency (default 1000)")
+    parser.add_argument(
+        "--apps",
+        help="apps for the latency (and, for wagtail, idle) sections: modules-N (a generated"
+        " app of N modules) or wagtail (a real Wagtail site); default "
+        + ",".join(DEFAULT_APPS)
+        + " (--quick: "
+        + ",".join(QUICK_APPS)
+        + ")",
+    )
+    parser.add_argument(
+        "--modules", type=int, help="same as --apps modules-N (older command lines)"
+    )
+    parser.add_argument(
+        "--cold-starts",
+        type=int,
+        help="cold starts of each latency app, for its floor (default 5, --quick 3; 0: none)",
+    )
     parser.add_argument("--saves", type=int, help="saves per variant (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between saves")
     parser.add_argument(
@@ -721,14 +986,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     quick = args.quick
-    args.sizes = [
-        int(x) for x in (args.sizes or ("100,1000" if quick else "100,1000,3000,10000")).split(",")
-    ]
+    sizes = args.sizes or ("100,1000" if quick else "100,1000,3000,10000")
+    args.sizes = [] if sizes == "none" else [int(x) for x in sizes.split(",")]
     # 30 s: the event backend's full safety scan runs every 30th check (period 1), so a
     # window of 30 s holds exactly one of them, and the figure is its true average
     args.idle_seconds = args.idle_seconds or (5.0 if quick else 30.0)
-    args.modules = args.modules or (1000 if not quick else 300)
+    if args.apps and args.modules:
+        parser.error("--modules N is --apps modules-N: give one of them")
+    apps = (
+        args.apps.split(",")
+        if args.apps
+        else [f"modules-{args.modules}"]
+        if args.modules
+        else (QUICK_APPS if quick else DEFAULT_APPS)
+    )
+    bad = [a for a in apps if not APP_NAME.fullmatch(a) or a == "modules-0"]
+    if bad:
+        parser.error(f"unknown apps {bad}: expected modules-N (N >= 1) or wagtail")
+    args.apps = apps
     args.saves = args.saves or (5 if quick else 10)
+    if args.cold_starts is None:
+        args.cold_starts = 3 if quick else 5
     names = (
         args.variants.split(",")
         if args.variants
@@ -770,47 +1048,59 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder: {work}\n", flush=True)
     rng = random.Random(args.seed)
     idle: list[Idle] = []
+    cold: list[ColdStart] = []
     latency: list[Latency] = []
     try:
         if "idle" in args.sections:
-            for n in args.sizes:
-                project = make_project(work / f"project-{n}", n)
+            idle_apps = [f"modules-{n}" for n in args.sizes] + [
+                a for a in args.apps if not a.startswith("modules-")
+            ]
+            for name in idle_apps:
+                app = make_app(name, work, CACHE)
                 for variant in args.chosen:
                     if "idle" not in variant.sections:
                         continue
-                    row = measure_idle(variant, project, n, logs, args.idle_seconds, extra)
+                    row = measure_idle(variant, app, logs, args.idle_seconds, extra)
                     idle.append(row)
                     print(
-                        f"idle  {n:>6} modules  {variant.name:26} "
+                        f"idle  {idle_label(name):>14}  {variant.name:26} "
                         f"{row.cpu_ms_per_s:7.2f} ms/s  {row.error}",
                         flush=True,
                     )
         if "latency" in args.sections:
-            project = make_project(work / f"project-{args.modules}", args.modules)
-            for variant in args.chosen:
-                if "latency" not in variant.sections:
-                    continue
-                row = measure_latency(
-                    variant, project, args.modules, logs, args.saves, (1.5, 3.0), rng, extra
-                )
-                latency.append(row)
-                seen = row.seen
-                median = statistics.median(seen) if seen else None
-                print(
-                    f"save  {variant.name:26} median {fmt_s(median)}"
-                    f" worst {fmt_s(max(seen, default=None))} missed {len(row.saves) - len(seen)}"
-                    f" worst-request {row.worst_request:.3f} failed {row.failed}/{row.requests}"
-                    f" {row.error}",
-                    flush=True,
-                )
-                for failure in row.failures:
-                    print(f"      failed request: {failure}", flush=True)
+            for name in args.apps:
+                app = make_app(name, work, CACHE)
+                if args.cold_starts:
+                    floor = measure_cold_start(app, logs, args.cold_starts)
+                    cold.append(floor)
+                    print(
+                        f"cold  {name:14} median {fmt_s(floor.median)} "
+                        f"of {', '.join(f'{x:.3f}' for x in floor.starts)} {floor.error}",
+                        flush=True,
+                    )
+                for variant in args.chosen:
+                    if "latency" not in variant.sections:
+                        continue
+                    row = measure_latency(variant, app, logs, args.saves, (1.5, 3.0), rng, extra)
+                    latency.append(row)
+                    seen = row.seen
+                    median = statistics.median(seen) if seen else None
+                    print(
+                        f"save  {name:14} {variant.name:26} median {fmt_s(median)}"
+                        f" worst {fmt_s(max(seen, default=None))}"
+                        f" missed {len(row.saves) - len(seen)}"
+                        f" worst-request {row.worst_request:.3f}"
+                        f" failed {row.failed}/{row.requests} {row.error}",
+                        flush=True,
+                    )
+                    for failure in row.failures:
+                        print(f"      failed request: {failure}", flush=True)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    table = tables(idle, latency, args.chosen)
+    table = tables(idle, cold, latency, args.chosen)
     print("\n" + table)
     base = args.out / f"bench-{stamp}"
     header = f"# uwsgi-reload benchmark {stamp}\n\ncommand: `{command}`\n\n" + "".join(
@@ -823,6 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command": command,
                 "machine": info,
                 "idle": [asdict(r) for r in idle],
+                "cold_start": [asdict(r) for r in cold],
                 "latency": [asdict(r) for r in latency],
             },
             indent=1,
