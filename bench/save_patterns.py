@@ -127,7 +127,7 @@ def module_text(i: int, version: int, formatted: bool = True) -> str:
     """A module of a few kB; ``formatted=False`` is the same code as ruff would not
     leave it (quotes, spacing), so ruff format rewrites it."""
     q = '"' if formatted else "'"
-    sp = " " if formatted else ""
+    sp = "" if formatted else " "  # ruff writes `b=0` for a default argument
     lines = [f"{q}Module {i}, version {version}.{q}", "", "import os", ""]
     lines.append(f"VALUE = {q}v{version}-{i}{q}")
     for n in range(40):

@@ -3,7 +3,7 @@ gives one reload that sees the final content. Pure: the clock and sleep are pass
 
 The rule comes from measured saves (bench/save_patterns.py, table in bench/README.md):
 an editor's save of one file (vim's write-then-rename, in-place writes, JetBrains' safe
-write) is over within 16 ms, and the largest pause between two writes of a
+write) is over within 19 ms, and the largest pause between two writes of a
 `git checkout` of 200 files or a `ruff format` of a package was 37 ms on a loaded
 machine. So a save of one file needs ``delay`` (default 0.05 s) of quiet, and a burst,
 visible as changes to several files or a missing file, at least :data:`BURST_QUIET`.
