@@ -50,7 +50,9 @@ def settle_changes(
         mtimes = [state[p].mtime_ns for p in first.added | first.modified]
         if mtimes and not first.deleted:
             age = wall() - max(mtimes) / 1e9
-            if age > 0:  # at most `delay`: mtimes kept from elsewhere (rsync -t, tar) are old
+            # at most `delay`: a burst whose files keep old mtimes (rsync -t, tar x) still
+            # waits for the rest of its quiet time
+            if age > 0:
                 quiet_since = started - min(age, delay)
     step = min(0.05, delay) if delay > 0 else 0
     while delay > 0:
