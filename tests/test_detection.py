@@ -497,6 +497,14 @@ def test_a_visible_burst_waits_for_the_burst_quiet(baseline, state):
     assert BURST_QUIET <= time_.now < BURST_QUIET + 0.06
 
 
+def test_a_burst_with_old_mtimes_still_waits_for_most_of_the_burst_quiet():
+    """rsync -t or tar keep the files' old mtimes: they count for `delay` at most."""
+    time_ = FakeTime()
+    state = {"a": a_stat(int(100 * 1e9)), "b": a_stat(int(100 * 1e9))}
+    settle(lambda: state, {}, 0.05, 5, time_.clock, time_.sleep, wall=lambda: 200.0)
+    assert BURST_QUIET - 0.05 - 1e-9 <= time_.now < BURST_QUIET
+
+
 # --- settle: replays of measured saves ----------------------------------------
 # tests/data/save_patterns.json: per pattern, the recorded run with the largest gap
 # between two events (`bench/save_patterns.py --test-data`): vim, VS Code and JetBrains
