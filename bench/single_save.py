@@ -2,11 +2,11 @@
 (2 workers, default backend). Run by hand, never by CI.
 
     .venv/bin/python bench/single_save.py [--saves 7] [--set uwsgi-reload-delay=0.3]
-        [--pythonpath DIR]
+        [--pythonpath DIR] [--editor write|vim]
 
 Per save: when the reload was decided (the stamp of our `-> graceful reload` line,
 uWSGI logging with `log-encoder = format ${micros} ${msg}`, minus the wall time of
-the write), what our `new code serving, X s after the save` line says, and when the
+the save), what our `new code serving, X s after the save` line says, and when the
 first response with the new code came (polling every 5 ms). Prints each and the
 median. ``--pythonpath`` runs another copy of uwsgi_reload (for a before/after:
 `git archive COMMIT uwsgi_reload | tar -x -C DIR`).
@@ -62,7 +62,17 @@ def wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path) ->
         time.sleep(0.005)
 
 
-def breakdown(log: str, decided_us: int) -> str:
+def save(path: Path, token: str, editor: str) -> None:
+    if editor == "vim":
+        line = f'TOKEN = "{token}"'
+        edit = ["-c", f"call setline(3, '{line}')", "-c", "wq"]
+        vim = ["vim", "-Es", "-u", "DEFAULTS", "-i", "NONE", *edit, path.name]
+        subprocess.run(vim, cwd=path.parent, check=True)
+    else:
+        path.write_text(APP.format(token=token))
+
+
+def breakdown(log: str, decided_us: int) -> dict[str, float]:
     """From the decision: the master's "gracefully killing workers", the last old
     worker buried, and the new generation's first check ("new code serving")."""
     events = r"(\d{16}) (\.\.\.gracefully killing workers|worker \d+ buried|uwsgi_reload: new code)"
@@ -78,7 +88,7 @@ def breakdown(log: str, decided_us: int) -> str:
             marks["buried"] = at
         elif key == "uwsgi_reload:" and "code" not in marks:
             marks["code"] = at
-    return ", ".join(f"{k} +{v:.3f}" for k, v in marks.items())
+    return marks
 
 
 def main() -> int:
@@ -86,13 +96,21 @@ def main() -> int:
     parser.add_argument("--saves", type=int, default=7)
     parser.add_argument("--set", action="append", default=[], help="an ini line KEY=VALUE")
     parser.add_argument("--pythonpath", help="import uwsgi_reload from this folder")
+    parser.add_argument(
+        "--editor",
+        choices=("write", "vim"),
+        default="write",
+        help="save with an in-place write, or with Debian's vim (-u DEFAULTS: rename the "
+        "old file away, write a new one); the save's moment is the new file's mtime",
+    )
     args = parser.parse_args()
     uwsgi = Path(sys.executable).parent / "uwsgi"
     env = dict(os.environ)
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
-    decided, reported, served = [], [], []
-    with tempfile.TemporaryDirectory(prefix="single-save-") as folder:
+    decided, reported, served, after_decision = [], [], [], []
+    # not in /tmp: vim's 'backupskip' would make it write in place there
+    with tempfile.TemporaryDirectory(prefix="single-save-", dir=os.path.expanduser("~")) as folder:
         root = Path(folder)
         port = free_port()
         (root / "app.py").write_text(APP.format(token="token-0"))
@@ -121,8 +139,8 @@ def main() -> int:
             for n in range(1, args.saves + 1):
                 time.sleep(1.0)  # the developer looks, then saves again
                 count = text().count("-> graceful reload")
-                saved = time.time()
-                (root / "app.py").write_text(APP.format(token=f"token-{n}"))
+                save(root / "app.py", f"token-{n}", args.editor)
+                saved = (root / "app.py").stat().st_mtime
                 wait(lambda n=n: body(url) == f"token-{n}", 20, f"token-{n}", log)
                 served.append(time.time() - saved)
                 wait(lambda c=count: text().count("new code serving") > c, 10, "serving", log)
@@ -132,11 +150,15 @@ def main() -> int:
                 decided.append(int(stamps[-1]) / 1e6 - saved)
                 line = re.findall(r"new code serving, ([0-9.]+) s after the save", text())
                 reported.append(float(line[-1]))
+                steps = breakdown(text(), int(stamps[-1]))
                 print(
                     f"save {n}: decided {decided[-1]:.3f} s, 'new code serving' "
                     f"{reported[-1]:.2f} s, first new response {served[-1]:.3f} s; "
-                    + breakdown(text(), int(stamps[-1]))
+                    + ", ".join(f"{k} +{v:.3f}" for k, v in steps.items())
                 )
+                after_decision.append(steps.get("code", float("nan")))
+            reloads = text().count("-> graceful reload")
+            print(f"{reloads} reloads for {args.saves} saves")
         finally:
             os.killpg(server.pid, signal.SIGINT)
             try:
@@ -147,7 +169,8 @@ def main() -> int:
     print(
         f"median of {len(decided)}: decided {statistics.median(decided):.3f} s, "
         f"'new code serving' {statistics.median(reported):.2f} s, "
-        f"first new response {statistics.median(served):.3f} s"
+        f"first new response {statistics.median(served):.3f} s; "
+        f"decision -> new code {statistics.median(after_decision):.3f} s"
     )
     return 0
 
