@@ -104,7 +104,7 @@ def test_check_good_ini_prints_configuration_and_tracked_files(tmp_path):
     assert status == 0, out
     assert f"base folder: {tmp_path} (chdir)" in out
     assert "uwsgi-reload-period        = 2\n" in out
-    assert "uwsgi-reload-delay         = 0.3   (default)" in out
+    assert "uwsgi-reload-delay         = 0.05   (default)" in out
     assert f"app entry files: 1 file\n    {tmp_path}/app.py" in out
     assert f"{tmp_path}/templates/index.html" in out
     assert "draft.tmp.html" not in out

@@ -130,7 +130,7 @@ def test_describe_lists_every_key():
 
 def test_settings_line_names_every_key_shortly():
     line = settings_line(Config(include=("a", "b")))
-    assert line.startswith("period=1, include=a b, exclude=-, mode=graceful, delay=0.3, ")
+    assert line.startswith("period=1, include=a b, exclude=-, mode=graceful, delay=0.05, ")
     assert line.count("=") == len(list(describe(Config())))
 
 

@@ -3,6 +3,9 @@ diffs, the detector's baselines and the settle loop."""
 
 from __future__ import annotations
 
+import bisect
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -11,12 +14,14 @@ import time
 import types
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uwsgi_reload.core import entrypoints, globs, sources, syntax
 from uwsgi_reload.core.config import Config
 from uwsgi_reload.core.detector import MIXED, Detector
+from uwsgi_reload.core.settle import BURST_QUIET
 from uwsgi_reload.core.settle import settle_changes as settle
 from uwsgi_reload.core.snapshot import Changes, FileStat, diff, stat_file, take
 from uwsgi_reload.hosts.uwsgi import options
@@ -455,6 +460,135 @@ def test_settle_ignores_mtimes_from_the_future():
     state = {"f": a_stat(int(200 * 1e9))}
     settle(lambda: state, {}, 0.3, 5, time_.clock, time_.sleep, wall=lambda: 100.0)
     assert 0.3 <= time_.now < 0.4
+
+
+def test_one_file_saved_settles_after_the_default_delay():
+    """A save of one file (the edit-reload loop) waits for `delay` only: 0.05 s by
+    default (it was 0.3 s: most of what a save cost before the reload began)."""
+    time_ = FakeTime()
+    state = {"f": a_stat(int(100 * 1e9))}
+    changes, _ = settle(
+        lambda: state, {}, Config().delay, 5, time_.clock, time_.sleep, wall=lambda: 100.0
+    )
+    assert changes.added == {"f"} and Config().delay <= time_.now < 0.1
+
+
+def test_one_file_written_in_several_writes_is_one_save():
+    """Truncated at the first look, written at the next: still a save of one file."""
+    time_ = FakeTime()
+    writes = [(0.0, 1), (0.01, 2)]  # (time, size)
+
+    def scan() -> dict:
+        size = max(s for t, s in writes if t <= time_.now)
+        return {"f": FileStat(int(size), size, 1, 0o644, 0, 0)}
+
+    settle(scan, {"f": a_stat(0)}, 0.05, 5, time_.clock, time_.sleep)
+    assert 0.05 <= time_.now < 0.12
+
+
+@pytest.mark.parametrize(
+    ("baseline", "state"),
+    [({}, {"a": a_stat(1), "b": a_stat(1)}), ({"a": a_stat(0)}, {})],
+    ids=["several-files", "a-file-missing"],
+)
+def test_a_visible_burst_waits_for_the_burst_quiet(baseline, state):
+    time_ = FakeTime()
+    settle(lambda: state, baseline, 0.05, 5, time_.clock, time_.sleep)
+    assert BURST_QUIET <= time_.now < BURST_QUIET + 0.06
+
+
+def test_a_burst_with_old_mtimes_still_waits_for_most_of_the_burst_quiet():
+    """rsync -t or tar keep the files' old mtimes: they count for `delay` at most."""
+    time_ = FakeTime()
+    state = {"a": a_stat(int(100 * 1e9)), "b": a_stat(int(100 * 1e9))}
+    settle(lambda: state, {}, 0.05, 5, time_.clock, time_.sleep, wall=lambda: 200.0)
+    assert BURST_QUIET - 0.05 - 1e-9 <= time_.now < BURST_QUIET
+
+
+# --- settle: replays of measured saves ----------------------------------------
+# tests/data/save_patterns.json: per pattern, the recorded run with the largest gap
+# between two events (`bench/save_patterns.py --test-data`): vim, VS Code and JetBrains
+# saves, a git checkout of 200 files, a ruff format of 200 files. Each event is a change
+# a stat can see; a delete or a rename away leaves the file missing until it comes back.
+
+SAVE_PATTERNS = json.loads((Path(__file__).parent / "data" / "save_patterns.json").read_text())
+GONE = 0x40 | 0x200  # IN_MOVED_FROM | IN_DELETE
+WALL0 = 1000.0  # wall clock at simulated monotonic 0: mtimes are wall times
+
+
+@functools.cache
+def measured_states(pattern: str) -> tuple[dict, list[float], list[dict]]:
+    """The baseline, and the time of each event with what a scan sees after it."""
+    run = SAVE_PATTERNS[pattern]
+    files = run["files"]
+    current = {path: FileStat(0, 0, 1, 0o644, 0, 0) for path in files}
+    baseline = dict(current)
+    times, states = [], []
+    for n, (ms, index, mask) in enumerate(run["events"]):
+        path, t = files[index], ms / 1000
+        if mask & GONE:
+            current.pop(path, None)
+        else:
+            current[path] = FileStat(int((WALL0 + t) * 1e9), n + 1, 1, 0o644, 0, 0)
+        times.append(t)
+        states.append(dict(current))
+    return baseline, times, states
+
+
+def settled_results(pattern: str, start: float, delay: float, burst_quiet: float) -> list[dict]:
+    """The host on a simulated clock: a check begins at `start`, settles, and every
+    change after that begins another check (what the inotify wake-up does). Returns
+    the state each check settled on: one per reload."""
+    baseline, times, states = measured_states(pattern)
+    time_ = FakeTime()
+    time_.now = start
+
+    def scan() -> dict:
+        seen = bisect.bisect_right(times, time_.now)
+        return states[seen - 1] if seen else baseline
+
+    results: list[dict] = []
+    while True:
+        _, state = settle(
+            scan,
+            results[-1] if results else baseline,
+            delay,
+            5,
+            time_.clock,
+            time_.sleep,
+            wall=lambda: WALL0 + time_.now,
+            burst_quiet=burst_quiet,
+        )
+        results.append(state)
+        later = bisect.bisect_right(times, time_.now)
+        if later == len(times):
+            return results
+        time_.now = times[later] + 1e-4
+
+
+def starts(pattern: str) -> list[float]:
+    """Just after each moment events were read (events read at once share a time)."""
+    return sorted({t + 1e-4 for t in measured_states(pattern)[1]})
+
+
+@pytest.mark.parametrize("pattern", sorted(SAVE_PATTERNS))
+def test_measured_save_gives_one_settled_result_with_the_final_content(pattern):
+    """Whichever event the first check follows, the default rule settles once, on the
+    final content of every file."""
+    final = measured_states(pattern)[2][-1]
+    for start in starts(pattern):
+        results = settled_results(pattern, start, Config().delay, BURST_QUIET)
+        assert len(results) == 1 and results[0] == final, (
+            f"{pattern}: a check starting {start * 1000:.2f} ms into the burst settled "
+            f"{len(results)} times"
+        )
+
+
+def test_the_replay_catches_a_rule_that_waits_too_little():
+    """The measured git checkout has pauses: a rule that waits 5 ms and never longer
+    for a burst reloads more than once, so the replays above can fail."""
+    pattern = "git checkout"
+    assert any(len(settled_results(pattern, t, 0.005, 0.0)) > 1 for t in starts(pattern))
 
 
 def test_provider_file_written_after_start_is_a_change(tmp_path):

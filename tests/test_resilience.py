@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from servers import APP, GENERATION, LOOP_APP, READY, get, make_app, serve_app, write
+
+from uwsgi_reload.core.config import Config
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +101,93 @@ def test_burst_of_50_files_over_2s_gives_one_reload_with_final_content(tmp_path,
     reloads = server.count(r"-> graceful reload")
     print(f"burst of 50 files: {reloads} reload(s)")
     assert reloads == 1, server.explain(f"{reloads} reloads for one burst")
+
+
+def package_module(i: int, version: int, formatted: bool = True) -> str:
+    """A module of the 200-module package; ``formatted=False`` is the same code as
+    `ruff format` would not leave it (quotes, spaces), so the formatter rewrites it."""
+    q, eq = ('"', " = ") if formatted else ("'", "  =  ")
+    functions = "".join(
+        f"\n\ndef function_{n}(a, b={n}):\n    return {{{q}a{q}: a, {q}n{q}: {n}}}\n"
+        for n in range(10)
+    )
+    head = f"import os\n\nVERSION{eq}{q}{version}{q}\nSIZE = os.path.getsize(__file__)\n"
+    return head + functions
+
+
+PACKAGE_APP = """\
+import importlib
+
+MODULES = [importlib.import_module(f"pkg.sub{i // 20}.mod{i}") for i in range(200)]
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    versions = ",".join(sorted({m.VERSION for m in MODULES}))
+    return [f"versions={versions} size={sum(m.SIZE for m in MODULES)} end".encode()]
+"""
+
+
+def write_package(folder: Path, version: int, formatted: bool = True) -> list[Path]:
+    files = []
+    for i in range(200):
+        files.append(folder / "pkg" / f"sub{i // 20}" / f"mod{i}.py")
+        write(files[-1], package_module(i, version, formatted))
+    for sub in {folder / "pkg", *(f.parent for f in files)}:
+        write(sub / "__init__.py", "")
+    write(folder / "app.py", PACKAGE_APP)
+    return files
+
+
+def default_delay() -> str:
+    """The ini line that puts the default delay back (the test ini sets 0.1)."""
+    return f"uwsgi-reload-delay = {Config().delay}\n"
+
+
+def test_git_checkout_of_200_files_gives_one_reload_with_the_default_delay(tmp_path, uwsgi_server):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args: str) -> None:
+        identity = ["-c", "user.name=test", "-c", "user.email=test@localhost"]
+        subprocess.run(["git", *identity, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    write_package(tmp_path, 1)
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "one")
+    git("tag", "one")
+    write_package(tmp_path, 2)
+    git("commit", "-q", "-am", "two")
+    server = uwsgi_server("wsgi-file = app.py\n" + default_delay())
+    server.wait_for_log(READY)
+    server.wait_for_body("versions=2 ")
+    checkout_started = time.monotonic()
+    git("checkout", "-q", "one")
+    print(f"git checkout of 200 files took {time.monotonic() - checkout_started:.2f}s")
+    took = server.wait_for_body("versions=1 ", timeout=20)
+    print(f"checkout -> all 200 modules at version 1 served in {took:.2f}s")
+    server.wait_for_log(GENERATION, count=2)
+    server.holds(lambda: server.count(r"-> graceful reload") == 1, 2.5, "no second reload")
+    assert server.count(r"-> graceful reload") == 1, server.explain("one reload for the checkout")
+
+
+def test_ruff_format_of_a_package_gives_one_reload_with_the_default_delay(tmp_path, uwsgi_server):
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip(f"ruff is not installed next to {sys.executable} (the test extra)")
+    files = write_package(tmp_path, 1, formatted=False)
+    before = sum(f.stat().st_size for f in files)
+    server = uwsgi_server("wsgi-file = app.py\n" + default_delay())
+    server.wait_for_log(READY)
+    server.wait_for_body(f"size={before} ")
+    subprocess.run([ruff, "format", "--isolated", "-q", "pkg"], cwd=tmp_path, check=True)
+    after = sum(f.stat().st_size for f in files)
+    assert after != before, "ruff format changed nothing: the test's package is wrong"
+    took = server.wait_for_body(f"size={after} ", timeout=20)
+    print(f"ruff format of 200 files -> the formatted package served in {took:.2f}s")
+    server.wait_for_log(GENERATION, count=2)
+    server.holds(lambda: server.count(r"-> graceful reload") == 1, 2.5, "no second reload")
+    assert server.count(r"-> graceful reload") == 1, server.explain("one reload for the format")
 
 
 def test_loop_guard_stops_an_app_that_writes_into_its_tracked_tree(tmp_path, uwsgi_server):

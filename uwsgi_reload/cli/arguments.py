@@ -99,7 +99,10 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between checks (default: 1)",
     )
     tuning.add_argument(
-        "--delay", metavar="S", help="quiet time after the last change before acting (default: 0.3)"
+        "--delay",
+        metavar="S",
+        help="quiet time after the last change before acting (default: 0.05; a burst "
+        "of changes waits for 0.2 at least)",
     )
     tuning.add_argument(
         "--max-delay",

@@ -67,7 +67,7 @@ class Config:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     mode: str = "graceful"
-    delay: float = 0.3
+    delay: float = 0.05
     max_delay: float = 5.0
     check_syntax: bool = True
     backend: str = "auto"
@@ -159,7 +159,7 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "include": ("include", split_list, "extra files, folders or globs to track"),
     "exclude": ("exclude", split_list, "globs of files and folders never to track"),
     "mode": ("mode", _choice(MODES), "how to reload: " + ", ".join(MODES)),
-    "delay": ("delay", seconds(0, 10, "0.3"), "quiet time after the last change before reloading"),
+    "delay": ("delay", seconds(0, 10, "0.05"), "quiet time after the last change before reloading"),
     "max-delay": (
         "max_delay",
         seconds(0, 60, "5"),
