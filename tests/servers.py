@@ -121,8 +121,28 @@ class Server:
         status, body = self.last
         return (
             f"{what}\nlast response: {status} {body[:300]!r}\n"
+            f"--- processes (pid, state, kernel wait, stack) ---\n{self.processes()}\n"
             f"--- last {len(lines)} log lines ({self.log_path}) ---\n" + "\n".join(lines)
         )
+
+    def processes(self) -> str:
+        """What each process of the server's group is doing (a master that routes no
+        signal, a worker stuck in a handler), read from /proc."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.getpgid(int(entry)) != self.proc.pid:
+                    continue
+                status = Path(f"/proc/{entry}/status").read_text()
+                state = re.search(r"State:\s+(.*)", status).group(1)
+                wchan = Path(f"/proc/{entry}/wchan").read_text()
+                stack = Path(f"/proc/{entry}/stack").read_text().split()[1::2][:5]
+            except (OSError, AttributeError):
+                continue
+            found.append(f"{entry} {state} {wchan or '-'} {' '.join(stack)}")
+        return "\n".join(found) or "(none)"
 
     def get(self, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
         self.last = get(self.url + path, timeout)
