@@ -165,12 +165,16 @@ class Server:
         self.last = (0, f"{len(answers)} workers answered: {answers} (all: {results})")
         return answers
 
-    def wait_every_worker(self, expected: str, workers: int = 2, timeout: float = 15.0) -> float:
+    def wait_every_worker(
+        self, expected: str, workers: int = 2, timeout: float = 15.0, path: str = "/"
+    ) -> float:
         """Poll until ``workers`` different workers answer at once, each with ``expected``
-        in its body (sequential GETs may all reach the same worker)."""
+        in its body (sequential GETs may all reach the same worker). A change a framework
+        applies in place reaches each worker when it is between requests, so a worker may
+        answer one more request with the old page: wait for it, never assert at once."""
 
         def every() -> bool:
-            answers = self.worker_bodies(workers)
+            answers = self.worker_bodies(workers, path=f"{path}?sleep=0.3")
             return len(answers) >= workers and all(expected in b for b in answers.values())
 
         return self.wait_until(every, timeout, f"{expected!r} from each of {workers} workers")

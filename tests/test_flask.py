@@ -182,8 +182,8 @@ def test_template_edits_are_applied_in_every_worker_without_reload(
         record_property(f"{new}_save_to_new_page_s", round(took, 3))
         with capsys.disabled():
             print(f"\n[flask] template {template} save -> new page: {took:.2f}s")
+        server.wait_every_worker(new, timeout=5, path=page)
         after = both_workers(server, path=page)
-        assert_all(server, after, new)
         assert set(after) == set(before), server.explain(f"worker pids {before} -> {after}")
         name = template.rsplit("/", 1)[-1].replace(".", r"\.")
         server.wait_for_log(rf"modified \S*{name} " + APPLY_LINE)
