@@ -597,3 +597,20 @@ def test_provider_file_written_after_start_is_a_change(tmp_path):
     template = touch(tmp_path / "tpl" / "saved-early.html")
     detector.add_provider(lambda: [str(template)])
     assert detector.check().modified == {str(template)}
+
+
+def test_framework_globs_in_installed_packages_are_not_walked(tmp_path):
+    """Django apps register template and locale trees of installed packages too
+    (Wagtail's took 150 ms per walk); their files are never tracked, so the walk is
+    skipped, and so is a watch on them."""
+    import sysconfig
+
+    from uwsgi_reload import frameworks
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    page = tmp_path / "templates" / "page.html"
+    page.parent.mkdir()
+    page.write_text("x")
+    globs = [(stdlib, "**/*"), (str(page.parent), "**/*")]
+    assert frameworks.files_matching([], globs) == [str(page)]
+    assert frameworks.project_folders([stdlib, str(page.parent)]) == [str(page.parent)]

@@ -173,7 +173,7 @@ class UwsgiReloader:
         for framework in frameworks.discover():
             self.frameworks.append(framework)
             self.detector.add_provider(framework.files)
-            self.gate.extra_roots.update(framework.folders())
+            self.gate.extra_roots.update(frameworks.project_folders(framework.folders()))
         if self.signals.broadcast is not None:  # it reaches every worker
             self.pipeline.appliers = list(self.frameworks)
 
