@@ -498,3 +498,54 @@ def test_django_template_applied_in_place_refreshes_the_page(tmp_path, servers, 
     views = project / "pages" / "views.py"
     views.write_text(views.read_text().replace("view-v1", "view-v2"))
     wait_page(server, driver, lambda: page_text(driver, "view") == "view-v2", "view-v2")
+
+
+FLASK_HOME = (
+    "<!doctype html><html><body><p id='text'>home-v1</p><p id='view'>{{ view }}</p></body></html>"
+)
+
+
+@pytest.mark.integration
+def test_flask_page_follows_template_and_view_saves_and_shows_a_held_one(
+    tmp_path, servers, chromium
+):
+    """Flask (``module = app:app``, ``render_template``) under uWSGI: a template save is
+    applied without a reload and the page refreshes; a view save reloads and the page
+    refreshes; a broken view save shows the overlay over the old page; the fix clears it."""
+    pytest.importorskip("flask")
+    from test_flask import APP, HOME, SHOP
+
+    app = tmp_path / "app.py"
+    write(app, APP.replace("VIEW", "view-v1"))
+    write(tmp_path / "shop" / "__init__.py", SHOP)
+    write(tmp_path / HOME, FLASK_HOME)
+    server = start_uwsgi_browser(servers, tmp_path, "module = app:app\n")
+    line = server.wait_for_log(READY + ".*").group(0)
+    assert "extensions: flask" in line, server.explain("Flask was not detected")
+    driver = chromium()
+    driver.get(server.url + "/")
+    assert (page_text(driver), page_text(driver, "view")) == ("home-v1", "view-v1"), (
+        driver.page_source[:500]
+    )
+
+    write(tmp_path / HOME, FLASK_HOME.replace("home-v1", "home-v2"))
+    wait_page(server, driver, lambda: page_text(driver) == "home-v2", "template home-v2")
+    server.wait_for_log(r"modified \S*home\.html -> applied by flask in every worker, no reload")
+    assert server.count(r"graceful reload") == 0, server.explain("the template edit reloaded")
+
+    write(app, APP.replace("VIEW", "view-v2"))
+    wait_page(server, driver, lambda: page_text(driver, "view") == "view-v2", "view-v2")
+    server.wait_for_log(r"modified \S*app\.py -> graceful reload")
+
+    broken = APP.replace("VIEW", "view-v3").replace("def home():", "def home(:")
+    broken_line = broken.splitlines().index("def home(:") + 1
+    write(app, broken)
+    wait_page(server, driver, lambda: "app.py" in (overlay_text(driver) or ""), "overlay")
+    overlay = overlay_text(driver)
+    assert f"{app}:{broken_line}" in overlay and "SyntaxError" in overlay, overlay
+    assert page_text(driver, "view") == "view-v2", "the old page stays under the overlay"
+    server.holds(lambda: page_text(driver, "view") == "view-v2", 1.5, "the page stays on v2")
+
+    write(app, APP.replace("VIEW", "view-v4"))
+    wait_page(server, driver, lambda: page_text(driver, "view") == "view-v4", "view-v4")
+    wait_page(server, driver, lambda: overlay_text(driver) is None, "overlay gone")
