@@ -1,7 +1,7 @@
 """``uwsgi-reload-browser = true``: open pages follow the server.
 
 Pure tests of the middleware, then real servers (uWSGI graceful and chain, gunicorn,
-Django) with pages open in a real headless Chromium driven by Selenium: the test only
+Django, Flask) with pages open in a real headless Chromium driven by Selenium: the test only
 reads the page's DOM, never acts on the page. ``make test-browser`` installs Chromium,
 chromedriver and Selenium; without them the browser tests are skipped, saying so.
 """
