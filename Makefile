@@ -121,7 +121,8 @@ test: setup lint system-packages $(STAMP_PYUWSGI)
 # The browser tests (tests/test_browser.py) in a real headless Chromium: Debian's chromium
 # and chromium-driver (installed with apt-get when we are root; otherwise the tests skip,
 # saying so) and Selenium (the `browser` extra). `make test` runs the same file, skipping
-# the browser cases where Chromium is missing.
+# the browser cases where Chromium is missing, and the 20-tab one (RELOAD_TEST_TABS=1 here),
+# whose load would slow the timed tests running beside it.
 .PHONY: test-browser
 test-browser: setup
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
@@ -131,7 +132,7 @@ test-browser: setup
 	else echo "chromium/chromedriver missing and not root: the browser tests will be skipped"; fi
 	$(BIN)/python -c 'import selenium' 2>/dev/null || \
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS),browser]'
-	$(BIN)/python -m pytest -n 2 tests/test_browser.py
+	RELOAD_TEST_TABS=1 $(BIN)/python -m pytest -n 2 tests/test_browser.py
 
 # Benchmarks run by hand, never by CI (the last full run took 26 min; --quick a few minutes).
 # `make bench` stores its run as bench/latest.* (README quotes it). See bench/README.md.
