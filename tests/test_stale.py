@@ -173,6 +173,13 @@ def test_events_missed_on_a_fuse_mount_switch_to_polling(fuse_mount, uwsgi_serve
     )
     assert f"{mnt} is a fuse" in switch.group(1), switch.group(0)
     server.wait_for_body("version-1")
+    # the reload made a new backend: it polls too, and says so at each idle check
+    served = len(server.log())
+    server.wait_until(
+        lambda: len(re.findall(r"debug: check \(.*\): scanned", server.log()[served:])) >= 2,
+        10,
+        "two idle checks that scan (polling) after the reload",
+    )
     write(src / "app.py", APP.format(n=2))
     took = server.wait_for_body("version-2", timeout=5)
     print(f"after the switch: save -> new code {took:.2f}s")

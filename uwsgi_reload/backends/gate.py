@@ -26,10 +26,17 @@ SAFETY_EVERY = 30
 class ScanGate:
     """Watches the folders of the tracked files and tells whether a check must scan."""
 
-    def __init__(self, detector: Detector, backend: Backend, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        backend: Backend,
+        log: Callable[[str], None],
+        on_fall_back: Callable[[str], None] | None = None,
+    ) -> None:
         self.detector = detector
         self.backend = backend
         self.log = log
+        self.on_fall_back = on_fall_back  # a host remembers it across its reloads
         self.checks = 0
         self.extra_roots: set[str] = set()  # more trees to watch (a framework's folders)
         self._seen: set[str] = set()
@@ -120,6 +127,8 @@ class ScanGate:
         self.log(f"{why}: polling from now on (uwsgi-reload-backend = poll skips {self.name})")
         self.backend.close()
         self.backend = PollBackend()
+        if self.on_fall_back is not None:
+            self.on_fall_back(why)
 
     def _guarded(self, call: Callable, failed=None):
         try:

@@ -30,6 +30,7 @@ class History:
         self.notices_path = os.path.join(folder, "notices.json")
         self.count_path = os.path.join(folder, "reloads.json")
         self.chain_path = os.path.join(folder, "chain.json")
+        self.fallback_path = os.path.join(folder, "fallback.json")
         self.keep = keep
 
     def load(self) -> list:
@@ -59,6 +60,14 @@ class History:
 
     def suppress(self, paths: set[str]) -> None:
         write_json(self.suppressed_path, sorted(self.suppressed() | paths))
+
+    def fallback(self) -> str:
+        """Why the event backend was given up for polling ("" if it never was): a
+        reload makes a new backend, which must not trust events that were missed."""
+        return read_json(self.fallback_path, "", str)
+
+    def set_fallback(self, why: str) -> None:
+        write_json(self.fallback_path, why)
 
     @contextmanager
     def _notices(self) -> Iterator[list]:

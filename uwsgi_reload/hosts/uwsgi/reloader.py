@@ -17,6 +17,7 @@ import uwsgi
 
 from uwsgi_reload import backends, frameworks
 from uwsgi_reload.backends.gate import ScanGate
+from uwsgi_reload.backends.poll import PollBackend
 from uwsgi_reload.browser import UwsgiBrowser
 from uwsgi_reload.core import entrypoints, loadstats
 from uwsgi_reload.core.config import Config, option_text, settings_line
@@ -54,10 +55,14 @@ class UwsgiReloader:
         # the ini files: a change reloads (gracefully: the master reads them again)
         self.config_files = config_files.config_files(uwsgi.magic_table, uwsgi.opt)
         self.detector.track(self.config_files)
-        backend, self.backend_note = backends.open_backend(
-            config.backend, [config.base_dir], self.detector.rules.excludes
-        )
-        self.gate = ScanGate(self.detector, backend, log)
+        fallback = self.history.fallback()
+        if fallback:  # an earlier generation of this server found events missing here
+            backend, self.backend_note = PollBackend(), f"{fallback}, earlier"
+        else:
+            backend, self.backend_note = backends.open_backend(
+                config.backend, [config.base_dir], self.detector.rules.excludes
+            )
+        self.gate = ScanGate(self.detector, backend, log, self.history.set_fallback)
         syntax_gate = SyntaxGate(log)
         for path in self.config_files:
             syntax_gate.config_checks[path] = self._check_ini
