@@ -114,6 +114,9 @@ def test_module_renamed_away_right_after_the_reload_that_imported_it(
     server.wait_for_log(READY)
     write(tmp_path / "helper.py", "TEXT = 'from-helper'\n")
     write(tmp_path / "app.py", HELPER_APP)
+    # the new generation serves (under lazy-apps a worker of the old one that loads the
+    # app after the save serves "from-helper" too, before any reload: not what we test)
+    server.wait_for_log(GENERATION, count=2)
     server.wait_for_body("from-helper")
     time.sleep(delay)  # the developer renames the new module soon after the reload
     os.rename(tmp_path / "helper.py", tmp_path / "helper_renamed.py")
