@@ -8,7 +8,6 @@ is allowed.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -231,6 +230,8 @@ def check_includes(config: Config) -> list[Problem]:
 
 
 def _unknown_key(key: str, name: str) -> str:
+    import difflib  # only for a misspelled key: 5 ms of import at every server start
+
     guess = difflib.get_close_matches(key, list(KEYS), n=1)
     hint = f" (did you mean {{{guess[0]}}}?)" if guess else ""
     named = f"{{{key}}}" if re.fullmatch(r"[a-z][a-z-]*", key) else name
