@@ -244,6 +244,44 @@ class Server:
             self.proc.wait(5)
 
 
+def both_workers(server: Server, path: str = "/", timeout: float = 10.0) -> dict[str, str]:
+    """{pid: body} of ``path`` from both workers: two slow requests at once cannot share
+    a worker (the apps sleep on ``?sleep=S`` and put ``pid=N`` in the body)."""
+    pages: dict[str, str] = {}
+
+    def reached() -> bool:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: get(f"{server.url}{path}?sleep=0.3"), range(2)))
+        for status, body in results:
+            server.last = (status, body)
+            found = re.search(r"pid=(\d+)", body)
+            if status == 200 and found:
+                pages[found.group(1)] = body
+        return len(pages) >= 2
+
+    server.wait_until(reached, timeout, f"a page of {path} from each of the 2 workers")
+    return pages
+
+
+def assert_all(server: Server, pages: dict[str, str], expected: str) -> None:
+    stale = {pid: body for pid, body in pages.items() if expected not in body}
+    assert not stale, server.explain(f"workers without {expected!r}: {stale}")
+
+
+def run_in_project(project: Path, script: str, env: dict[str, str] | None = None) -> None:
+    """Run ``script`` with a fresh interpreter in ``project`` (importable); it must pass."""
+    python_path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**os.environ, **(env or {}), "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # `make test` runs the uWSGI tests once with the default backend (auto: inotify here)
 # and once more with RELOAD_TEST_BACKEND=poll. (Not UWSGI_*: uWSGI reads those as options.)
 BACKEND = os.environ.get("RELOAD_TEST_BACKEND", "")

@@ -8,20 +8,25 @@ Django version run pytest from another venv (see the Makefile's ``test-django42`
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import struct
 import subprocess
-import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from servers import BIN, GENERATION, READY, Server, get, write
+from servers import (
+    BIN,
+    GENERATION,
+    READY,
+    Server,
+    assert_all,
+    both_workers,
+    run_in_project,
+    write,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,29 +110,6 @@ def start(uwsgi_server, project: Path) -> Server:
     return server
 
 
-def both_workers(server: Server, timeout: float = 10.0) -> dict[str, str]:
-    """{pid: body} from both workers: two slow requests at once cannot share a worker."""
-    pages: dict[str, str] = {}
-
-    def reached() -> bool:
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda _: get(server.url + "/?sleep=0.3"), range(2)))
-        for status, body in results:
-            server.last = (status, body)
-            found = re.search(r"pid=(\d+)", body)
-            if status == 200 and found:
-                pages[found.group(1)] = body
-        return len(pages) >= 2
-
-    server.wait_until(reached, timeout, "a page from each of the 2 workers")
-    return pages
-
-
-def assert_all(server: Server, pages: dict[str, str], expected: str) -> None:
-    stale = {pid: body for pid, body in pages.items() if expected not in body}
-    assert not stale, server.explain(f"workers without {expected!r}: {stale}")
-
-
 def test_files_are_what_djangos_reloader_watches_besides_modules(project: Path) -> None:
     """In one process: the file set is ``watched_files()`` minus module files, and
     ``handle`` reports what Django's receivers applied (templates, .mo, not .py)."""
@@ -150,16 +132,7 @@ def test_files_are_what_djangos_reloader_watches_besides_modules(project: Path) 
         assert handled == {{template, mo}}, handled
         """
     )
-    python_path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mysite.settings", "PYTHONPATH": python_path},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_in_project(project, script, {"DJANGO_SETTINGS_MODULE": "mysite.settings"})
 
 
 def test_template_edit_is_applied_in_every_worker_without_reload(

@@ -8,19 +8,22 @@ test-flask23`` runs it on Flask 2.3 in a second venv.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from servers import GENERATION, READY, Server, get, write
+from servers import (
+    GENERATION,
+    READY,
+    Server,
+    assert_all,
+    both_workers,
+    run_in_project,
+    write,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -79,29 +82,6 @@ def project(made_project: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(made_project, tmp_path / "site"))
 
 
-def both_workers(server: Server, path: str = "/", timeout: float = 10.0) -> dict[str, str]:
-    """{pid: body} from both workers: two slow requests at once cannot share a worker."""
-    pages: dict[str, str] = {}
-
-    def reached() -> bool:
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda _: get(f"{server.url}{path}?sleep=0.3"), range(2)))
-        for status, body in results:
-            server.last = (status, body)
-            found = re.search(r"pid=(\d+)", body)
-            if status == 200 and found:
-                pages[found.group(1)] = body
-        return len(pages) >= 2
-
-    server.wait_until(reached, timeout, f"a page of {path} from each of the 2 workers")
-    return pages
-
-
-def assert_all(server: Server, pages: dict[str, str], expected: str) -> None:
-    stale = {pid: body for pid, body in pages.items() if expected not in body}
-    assert not stale, server.explain(f"workers without {expected!r}: {stale}")
-
-
 def start(uwsgi_server, project: Path) -> Server:
     server = uwsgi_server(BODY, cwd=project)
     line = server.wait_for_log(READY + ".*").group(0)
@@ -152,16 +132,7 @@ def test_extension_finds_the_apps_folders_and_empties_their_caches(project: Path
         assert {{id(a) for a in found}} == {{id(app), id(hidden)}}, found
         """
     )
-    python_path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": python_path},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_in_project(project, script)
 
 
 def test_template_edits_are_applied_in_every_worker_without_reload(
