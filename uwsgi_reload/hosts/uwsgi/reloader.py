@@ -235,11 +235,12 @@ class UwsgiReloader:
             log(f"internal error while recording a module load: {error}")
         loadstats.listener_errors.clear()
         decision = self.pipeline.tick()
-        self._debug(
-            f"check ({self._woken()}): "
-            + (f"scanned {len(self.detector.baseline)} files" if decision.scanned else "no event")
-            + f" -> {decision.verdict.value} in {(time.monotonic() - started) * 1000:.1f} ms"
-        )
+        if self.config.debug:  # checks run every period: build the line only when wanted
+            scanned = f"scanned {len(self.detector.baseline)} files"
+            self._debug(
+                f"check ({self._woken()}): {scanned if decision.scanned else 'no event'}"
+                f" -> {decision.verdict.value} in {(time.monotonic() - started) * 1000:.1f} ms"
+            )
         self._report_notices()
         self._carry_out(decision)
 
@@ -281,7 +282,7 @@ class UwsgiReloader:
         )
         # Recorded before the reload is asked for: the master's stop signal ends this
         # worker at once when it is between requests, which it is while running this.
-        self.history.add(decision.changes.paths, decision.quick, now=decision.saved_at())
+        self.history.add(decision.changes.paths, decision.quick, now=saved)
         self.reloading = True
         self._record(Reloading(tuple(decision.changes.paths)))
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
