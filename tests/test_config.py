@@ -116,6 +116,17 @@ def test_server_options_checks(tmp_path):
     )
 
 
+def test_warm_mode_needs_lazy_apps_a_master_fifo_and_the_master_import(tmp_path):
+    warm = Config(mode="warm", base_dir=str(tmp_path))
+    problems = [p.spelled() for p in check_uwsgi_options(warm, {"master": True})]
+    assert any("uwsgi-reload-mode = warm needs `lazy-apps = true`" in p for p in problems)
+    assert any("needs `master-fifo = PATH`" in p for p in problems)
+    assert any("write `shared-import = uwsgi_reload` instead of" in p for p in problems)
+    complete = {"master": True, "lazy-apps": True, "master-fifo": b"f"}
+    assert check_uwsgi_options(warm, {**complete, "shared-import": b"uwsgi_reload"}) == []
+    assert check_uwsgi_options(warm, {**complete, "shared-pyimport": [b"x", b"uwsgi_reload"]}) == []
+
+
 def test_load_uwsgi_config_raises_with_all_problems(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_uwsgi_config({"uwsgi-reload-include": b"nope"}, str(tmp_path))

@@ -20,7 +20,7 @@ PREFIX = "uwsgi-reload-"
 
 RawValue = str | bytes | bool | int | list | tuple | None
 
-MODES = ("graceful", "chain")
+MODES = ("graceful", "chain", "warm")
 BACKENDS = ("auto", "poll", "inotify")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")

@@ -11,6 +11,7 @@ import re
 import site
 import sys
 import sysconfig
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from importlib.util import source_from_cache
@@ -192,6 +193,27 @@ def walk_files(root: str, rules: Rules) -> Iterator[str]:
                         stack.append(path)
                     elif not rules.excludes_below(path, root):
                         yield path
+        except OSError:  # vanished or unreadable while walking
+            continue
+
+
+def walk_folders(root: str, rules: Rules) -> Iterator[str]:
+    """``root`` and every folder below it, nearest first, skipping excluded ones and
+    never following symlinked folders."""
+    queue = deque([root])
+    while queue:
+        folder = queue.popleft()
+        yield folder
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if rules.excludes_name(entry.name):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            queue.append(os.path.join(folder, entry.name))
+                    except OSError:
+                        continue
         except OSError:  # vanished or unreadable while walking
             continue
 

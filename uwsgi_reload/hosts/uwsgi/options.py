@@ -104,15 +104,23 @@ def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list
             )
         )
     lazy = _flag(options, "lazy-apps", "lazy")
-    if config.mode == "chain" and not lazy:
+    if config.mode in ("chain", "warm") and not lazy:
         problems.append(
             Problem(
                 f"{{mode}} = {config.mode} needs `lazy-apps = true` (without it workers are "
                 "forked from the master and keep the old code): add it, or use mode graceful"
             )
         )
-    if config.mode == "chain" and not (config.fifo or options.get("master-fifo")):
+    if config.mode in ("chain", "warm") and not (config.fifo or options.get("master-fifo")):
         problems.append(Problem(f"{{mode}} = {config.mode} needs `master-fifo = PATH` in the ini"))
+    if config.mode == "warm" and not imported_by_master(options):
+        problems.append(
+            Problem(
+                "{mode} = warm needs uwsgi_reload imported by the master, which keeps the "
+                "libraries: write `shared-import = uwsgi_reload` instead of "
+                "`import = uwsgi_reload`"
+            )
+        )
     fifos = option_values(options, "master-fifo")
     if config.fifo and fifos and config.fifo not in fifos:
         problems.append(
@@ -129,6 +137,15 @@ def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list
             )
         )
     return problems
+
+
+def imported_by_master(options: Mapping[str, RawValue]) -> bool:
+    """``shared-import = uwsgi_reload`` (or a spelling of it): the master imports us
+    even under lazy-apps."""
+    names = [name for name in IMPORT_OPTIONS if name.startswith("shared-")]
+    return any(
+        value.strip() == "uwsgi_reload" for name in names for value in option_values(options, name)
+    )
 
 
 def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:

@@ -34,6 +34,7 @@ from uwsgi_reload.hosts.uwsgi.signals import Signals
 
 if TYPE_CHECKING:
     from uwsgi_reload.browser import UwsgiBrowser
+    from uwsgi_reload.hosts.uwsgi.warm.host import WarmWorker
 
 
 class UwsgiReloader:
@@ -76,6 +77,11 @@ class UwsgiReloader:
         self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
         self.woken_by = 0  # the signal of the check running (for the debug lines)
+        self.warm: WarmWorker | None = None
+        if config.mode == "warm":
+            from uwsgi_reload.hosts.uwsgi.warm.host import WarmWorker
+
+            self.warm = WarmWorker(folder, log)
 
     def start(self) -> None:
         state.start_generation(self.journal, self.history)  # once per generation (a lock)
@@ -229,6 +235,8 @@ class UwsgiReloader:
             self._announce()
         if self.config.mode == "chain" and self._chain_running():
             return
+        if self.warm:
+            self.warm.learn(self.detector.is_trackable)
         if self.browser:
             self.browser.serving(os.path.basename(self.journal.path))
         for error in loadstats.listener_errors:
@@ -274,6 +282,11 @@ class UwsgiReloader:
         # a chain reload keeps the master, which would not read a changed ini again
         ini_changed = bool(set(decision.changes.paths) & set(self.config_files))
         mode = "graceful" if ini_changed else self.config.mode
+        if mode == "warm" and self.warm:
+            why = self.warm.why_graceful()
+            if why:
+                mode = "graceful"
+                log(f"warm: a graceful reload this time: {why}")
         log(decision.describe(f"{mode} reload"))
         saved = decision.saved_at()
         self._debug(
@@ -288,22 +301,30 @@ class UwsgiReloader:
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
         poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
         waker.spawn(poke, old_workers)
-        if mode != "chain":
+        if mode == "graceful":
             uwsgi.reload()
+            return
+        if mode == "warm":  # the workers only; the master keeps its libraries
+            self._ask_master(b"w", "warm reload")
             return
         # one worker at a time, master untouched; needs lazy-apps (checked at start)
         # and the master FIFO, since uWSGI 2.0's Python API has no chain_reload()
         self.history.set_chain(old_workers)
-        try:
-            masterfifo.write(self.fifo, b"c")
-        except OSError as error:
+        if not self._ask_master(b"c", "chain reload"):
             self.history.set_chain([])
+
+    def _ask_master(self, command: bytes, what: str) -> bool:
+        try:
+            masterfifo.write(self.fifo, command)
+        except OSError as error:
             self.reloading = False
             self._record(Reloading(()))
             log(
-                f"cannot ask for the chain reload: writing 'c' to the master FIFO {self.fifo} "
-                f"failed ({error.strerror or error}); the next save tries again"
+                f"cannot ask for the {what}: writing {command.decode()!r} to the master FIFO "
+                f"{self.fifo} failed ({error.strerror or error}); the next save tries again"
             )
+            return False
+        return True
 
     def _chain_running(self) -> bool:
         return chain_running(self.history.chain(), uwsgi.workers(), time.time())

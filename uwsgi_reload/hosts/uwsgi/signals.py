@@ -11,10 +11,11 @@ import uwsgi
 
 from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.core.config import Config
-from uwsgi_reload.core.sources import Rules
+from uwsgi_reload.core.sources import Rules, walk_folders
 from uwsgi_reload.hosts.state import History
 
 LAZY_SIGNAL = 200  # lazy-apps: the signal every worker registers for the check
+LAZY_FAST = 201  # warm mode: raised by the master's file monitors, checked by a worker
 MONITORS = 48  # uWSGI has 64 file monitors per instance, never freed
 
 Handler = Callable[[int], None]
@@ -64,6 +65,9 @@ class Signals:
         uwsgi.register_signal(LAZY_SIGNAL, "", tick)
         if not known and history.first_time(f"timer {uwsgi.started_on}"):
             uwsgi.add_timer(LAZY_SIGNAL, self.config.period)
+        if self.config.mode == "warm" and self.gate.name != "poll":
+            uwsgi.register_signal(LAZY_FAST, "", tick)  # monitors: monitor_for_workers
+            self.fast = LAZY_FAST
         _first_worker_checks(LAZY_SIGNAL)  # handled once a worker has loaded the app
 
     def monitor(self, folder: str) -> None:
@@ -81,6 +85,20 @@ class Signals:
             return
         self.monitored.add(folder)
         uwsgi.add_file_monitor(self.fast, folder)
+
+
+def monitor_for_workers(config: Config) -> None:
+    """Warm mode, in the master: file monitors on the project's folders (the first
+    MONITORS, nearest first) raise LAZY_FAST, which each worker handles with its check,
+    so that a save is handled at once instead of at the next tick."""
+    if config.backend == "poll":
+        return
+    uwsgi.register_signal(LAZY_FAST, "", _ignore)  # the workers register the handler
+    rules = Rules(config.exclude, config.base_dir)
+    for count, folder in enumerate(walk_folders(config.base_dir, rules)):
+        if count >= MONITORS:
+            break
+        uwsgi.add_file_monitor(LAZY_FAST, folder)
 
 
 def _first_worker_checks(signum: int) -> None:

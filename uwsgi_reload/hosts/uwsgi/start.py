@@ -9,7 +9,8 @@ import traceback
 import uwsgi
 
 from uwsgi_reload.core.config import Config, ConfigError
-from uwsgi_reload.hosts.uwsgi import options, pyuwsgi, stop
+from uwsgi_reload.hosts import state
+from uwsgi_reload.hosts.uwsgi import options, pyuwsgi, signals, stop
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.reloader import UwsgiReloader
 
@@ -44,9 +45,36 @@ def activate() -> None:
     except ConfigError as error:
         _stop_server(error)
         return
+    if config.mode == "warm" and uwsgi.worker_id() == 0:
+        _start_warm_master(config)
+        return
+    _start(config)
+
+
+def _start(config: Config) -> None:
     try:
         UwsgiReloader(config).start()
     except Exception:
-        log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
-        log(traceback.format_exc())
-        log("Please report this at the project's issue tracker with the lines above.")
+        _internal_error()
+
+
+def _internal_error() -> None:
+    log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
+    log(traceback.format_exc())
+    log("Please report this at the project's issue tracker with the lines above.")
+
+
+def _start_warm_master(config: Config) -> None:
+    """Warm mode: the master keeps the libraries and raises the checks; each worker
+    runs the reloader, started right after the fork, before it loads the app."""
+    try:
+        from uwsgi_reload.hosts.uwsgi.warm import host as warm_host
+
+        pyuwsgi.prepare_reexec(uwsgi.opt)
+        warm_host.start_master(state.instance_dir(uwsgi.masterpid(), log=log), log)
+        signals.monitor_for_workers(config)
+        import uwsgidecorators
+
+        uwsgidecorators.postfork(lambda: _start(config))
+    except Exception:
+        _internal_error()

@@ -1,0 +1,96 @@
+"""Warm mode on real uWSGI: the master keeps the libraries the workers imported (each
+proven to import cleanly first), a save replaces only the workers, and whatever the
+master holds that changed restarts it after all."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from servers import RETRIES_PER_RELOAD, write
+from test_uwsgi_modes import load_loop
+
+pytestmark = pytest.mark.integration
+
+# plain_lib and needs_config live in vendor/, excluded from tracking: libraries, as
+# site-packages are. needs_config refuses to import before the app configured itself,
+# as Django models do, so the master must leave it to the workers.
+APP = """\
+import os, sys, time
+import uwsgi
+KEPT = "plain_lib" in sys.modules and "xml.dom.minidom" in sys.modules
+os.environ["APP_CONFIGURED"] = "1"
+import plain_lib, needs_config, xml.dom.minidom
+import greeting
+
+def application(environ, start_response):
+    if environ.get("QUERY_STRING", "").startswith("sleep="):
+        time.sleep(float(environ["QUERY_STRING"][6:]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    body = f"{greeting.TEXT} kept={KEPT} lib={plain_lib.VERSION} pid={os.getpid()}"
+    return [body.encode()]
+"""
+NEEDS_CONFIG = """\
+import os
+if os.environ.get("APP_CONFIGURED") != "1":
+    raise RuntimeError("configure the app first")
+"""
+WARM = (
+    "wsgi-file = app.py\nlazy-apps = true\nmaster-fifo = master.fifo\npythonpath = vendor\n"
+    "shared-import = uwsgi_reload\nuwsgi-reload-mode = warm\nuwsgi-reload-exclude = vendor\n"
+)
+SORTED = r"warm: \d+ library modules can stay in the master, \d+ are left to the workers"
+MASTER_STARTS = r"spawned uWSGI master process|gracefully \(RE\)spawned uWSGI master"
+
+
+def make_project(folder) -> None:
+    write(folder / "app.py", APP)
+    write(folder / "greeting.py", "TEXT = 'v1'\n")
+    write(folder / "vendor" / "plain_lib.py", "VERSION = 1\n")
+    write(folder / "vendor" / "needs_config.py", NEEDS_CONFIG)
+
+
+def test_warm_mode_keeps_the_libraries_and_replaces_only_the_workers(tmp_path, uwsgi_server):
+    make_project(tmp_path)
+    server = uwsgi_server(WARM)
+    server.wait_for_body("v1 kept=False lib=1")
+    server.wait_for_log(SORTED, timeout=30)  # the workers' imports, sorted in the background
+    # the master learns them at a graceful reload, once
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_log(r"warm: a graceful reload this time: the master learns \d+ library")
+    server.wait_every_worker("v2 kept=True lib=1", timeout=20)
+    kept = server.wait_for_log(r"warm: the master keeps (\d+) library modules imported")
+    assert int(kept.group(1)) > 0
+    left = r"left to the workers, such as .*needs_config \(RuntimeError: configure the app first"
+    assert server.count(left) == 1, server.explain("needs_config, left to the workers")
+    masters = server.count(MASTER_STARTS)
+
+    # from now on a save replaces the workers only, with no failed request
+    results: list = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load_loop, args=(server.url, stop, results)) for _ in (1, 2)]
+    for thread in threads:
+        thread.start()
+    try:
+        server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
+        write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
+        server.wait_for_log(r"modified .*greeting\.py -> warm reload")
+        server.wait_until(
+            lambda: sum("v3" in r[1] for r in results) >= 20, 20, "20 answers with v3"
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    server.wait_every_worker("v3 kept=True lib=1", timeout=20)
+    failed = [r for r in results if r[0] != 200]
+    retried = sum(r[3] for r in results)
+    assert not failed, server.explain(f"{len(failed)} failed: {failed[:3]}")
+    assert retried <= RETRIES_PER_RELOAD, server.explain(f"{retried} requests reset")
+    assert server.count(MASTER_STARTS) == masters, server.explain("the master was restarted")
+
+    # a library the master holds changed: the master restarts after all
+    write(tmp_path / "vendor" / "plain_lib.py", "VERSION = 2\n")
+    write(tmp_path / "greeting.py", "TEXT = 'v4'\n")
+    server.wait_for_log(r"warm: a graceful reload this time: \S*plain_lib\.py changed, and the")
+    server.wait_every_worker("v4 kept=True lib=2", timeout=20)

@@ -1,0 +1,140 @@
+"""Warm mode in the uWSGI host: what the master keeps at its start, what a worker
+learns from its imports, and when a save needs the master restarted after all."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from uwsgi_reload.core.snapshot import Stat, stat_file
+from uwsgi_reload.core.sources import module_file
+from uwsgi_reload.hosts.uwsgi.warm import classify
+from uwsgi_reload.hosts.uwsgi.warm import learned as learned_state
+from uwsgi_reload.hosts.uwsgi.warm.proven import import_proven
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class MasterHeld:
+    """What the master held when it forked: the workers start from it."""
+
+    modules: frozenset[str] = frozenset()
+    files: dict[str, Stat] = field(default_factory=dict)  # as the master loaded them
+    env: dict[str, str] = field(default_factory=dict)  # the master's, for the classifier
+
+
+_held = MasterHeld()
+
+
+def held_files(known: dict[str, Stat] | None = None) -> dict[str, Stat]:
+    """The file of every module imported, with its stat (``known`` ones as they are)."""
+    files: dict[str, Stat] = dict(known or {})
+    for module in list(sys.modules.values()):
+        filename = module_file(module) if module is not None else None
+        if filename and filename not in files:
+            stat = stat_file(filename)
+            if stat is not None:
+                files[filename] = stat
+    return files
+
+
+def start_master(folder: str, log: Log) -> None:
+    """In the master, at its start: import the library modules learned earlier, each
+    step proven in a child first. Never raises: at worst the master keeps less."""
+    global _held
+    started = time.monotonic()
+    learned = learned_state.load(folder)
+    left = dict(learned.left)
+    kept: list[str] = []
+    try:
+        kept = import_proven(learned.kept, learned.project, left)
+    except Exception as error:  # proven in a child, failed here: keep what is done
+        log(f"warm: importing the learned libraries failed in the master: {error!r}")
+    if left != learned.left:
+        latest = learned_state.load(folder)
+        latest.left.update(left)
+        latest.kept = [name for name in latest.kept if name not in left]
+        learned_state.save(folder, latest)
+    _held = MasterHeld(frozenset(sys.modules), held_files(), dict(os.environ))
+    if learned.kept:
+        log(
+            f"warm: the master keeps {len(kept)} library modules imported "
+            f"({time.monotonic() - started:.2f} s); "
+            f"{len(left)} are left to the workers{_examples(left)}"
+        )
+    else:
+        log("warm: nothing learned yet; the workers' imports are sorted after a first load")
+
+
+def _examples(left: dict[str, str], shown: int = 3) -> str:
+    """A few modules left to the workers, those the project's modules import first."""
+    names = [name for name in left if "." not in name] or list(left)
+    listed = "; ".join(f"{name} ({left[name]})" for name in names[:shown])
+    return f", such as {listed}" if listed else ""
+
+
+def interpreter() -> str | None:
+    """A Python like this one, to run the classifier in a fresh process."""
+    major, minor = sys.version_info[:2]
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        for name in (f"python{major}.{minor}", f"python{major}", "python3"):
+            candidate = os.path.join(prefix, "bin", name)
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+class WarmWorker:
+    """In each worker: learns the app's imports, and decides how a save reloads."""
+
+    def __init__(self, folder: str, log: Log) -> None:
+        self.folder = folder
+        self.log = log
+        # the master's modules as the fork left them, with any imported after our start
+        self.held = MasterHeld(frozenset(sys.modules), held_files(_held.files), _held.env)
+        self.modules_seen = 0
+        self.sorting_asked: tuple[str, ...] = ()
+
+    def learn(self, is_project_file: Callable[[str], bool]) -> None:
+        """Record the libraries this worker imported; have new ones sorted."""
+        if len(sys.modules) == self.modules_seen:
+            return
+        self.modules_seen = len(sys.modules)
+        libraries, project = learned_state.split_modules(sys.modules, is_project_file)
+        learned = learned_state.load(self.folder)
+        known_libraries, known_project = set(learned.libraries), set(learned.project)
+        new_libraries = [name for name in libraries if name not in known_libraries]
+        new_project = [name for name in project if name not in known_project]
+        if new_libraries or new_project:
+            learned.libraries += new_libraries
+            learned.project += new_project
+            learned_state.save(self.folder, learned)
+        unknown = tuple(learned.unknown(self.held.modules))
+        if unknown and unknown != self.sorting_asked:
+            self.sorting_asked = unknown
+            self._sort()
+
+    def _sort(self) -> None:
+        python = interpreter()
+        if python is None:
+            self.log("warm: no Python interpreter found next to this one; nothing is kept")
+            return
+        env = dict(self.held.env or os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        classify.spawn(self.folder, python, env, os.getcwd())
+
+    def why_graceful(self) -> str:
+        """Why this save needs the master restarted ("" when replacing the workers is
+        enough): a file the master holds changed, or it has libraries to learn."""
+        for filename, stat in self.held.files.items():
+            if stat_file(filename) != stat:
+                return f"{filename} changed, and the master holds it"
+        learned = learned_state.load(self.folder)
+        missing = [name for name in learned.kept if name not in self.held.modules]
+        if missing:
+            return f"the master learns {len(missing)} library modules to keep"
+        return ""
