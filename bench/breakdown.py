@@ -16,8 +16,10 @@ Steps of one save (graceful reload), each from the end of the one before:
   detected       saved -> the reloader's line: ours "modified ... -> graceful reload",
                  uWSGI's py-autoreload "... has been modified", touch-reload
                  "... has been touched"
-  reload begins  -> uWSGI "...gracefully killing workers..." (or "chain reload starting")
-  old gone       -> the last "worker N buried after" before the re-exec
+  reload begins  -> uWSGI "...gracefully killing workers..." (or "chain reload starting",
+                 or "Gracefully killing worker N" for a workers-only reload)
+  old gone       -> the last "worker N buried after" before the re-exec; for a
+                 workers-only reload (warm mode), the first "worker N killed successfully"
   exec           -> "binary reloading uWSGI..." (the master re-executes itself)
   app loaded     -> the first "WSGI app 0 ... ready" after that: after a re-exec,
                  when the new workers exist (see above); in chain mode (lazy-apps),
@@ -41,7 +43,10 @@ DETECTED = re.compile(
     r"|\[uwsgi-python-reloader\] module/file .* has been modified"
     r"|has been touched\.\.\. grace them all"
 )
-RELOAD_BEGINS = re.compile(r"\.\.\.gracefully killing workers\.\.\.|chain reload starting")
+RELOAD_BEGINS = re.compile(
+    r"\.\.\.gracefully killing workers\.\.\.|chain reload starting|Gracefully killing worker \d+"
+)
+KILLED = re.compile(r"worker \d+ killed successfully")
 BURIED = re.compile(r"worker \d+ buried after")
 EXEC = re.compile(r"binary reloading uWSGI")
 APP_READY = re.compile(r"WSGI app \d+ \(mountpoint='[^']*'\) ready")
@@ -90,6 +95,10 @@ def reload_steps(
             times["old gone"] = cursor = buried[-1].at
         if executed:
             times["exec"] = cursor = executed.at
+        else:  # workers only (FIFO w, warm mode): the first old worker gone frees a slot
+            killed = first(KILLED, cursor)
+            if killed and not first(re.compile("chain reload starting"), saved):
+                times["old gone"] = cursor = killed.at
         ready = first(APP_READY, cursor)
         if ready:
             times["app loaded"] = cursor = ready.at

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from breakdown import STEPS, median_steps, reload_steps, stamped_lines
@@ -52,6 +53,11 @@ UWSGI = os.environ.get("UWSGI", str(Path(sys.executable).parent / "uwsgi"))
 READY = re.compile(r"uwsgi_reload: reloading on.*?tracking (\d+) files")
 OURS = "import = uwsgi_reload\n"
 LAZY = "lazy-apps = true\nforkbomb-delay = 0\n"  # as ini/chain.ini
+WARM = "shared-import = uwsgi_reload\n"  # warm mode: the master imports us
+# A worker that exits skips Python's teardown (Py_Finalize), which takes 0.5 s with a
+# Wagtail site loaded; atexit handlers still run.
+FAST_EXIT = "skip-atexit-teardown = true\n"
+WARM_SORTED = re.compile(r"warm: \d+ library modules can stay in the master")
 # Every log line stamped with the wall clock in microseconds: the per-reload breakdown
 # (bench/breakdown.py) is read from these stamps. It gives the master a log pipe.
 LOG_STAMPS = "log-encoder = format ${micros} ${msgnl}\n"
@@ -74,12 +80,15 @@ class Variant:
     wake: bool = False
     sections: tuple[str, ...] = ("idle", "latency")
     pending: bool = False  # run only when named (same as another variant here)
+    # unmeasured saves first (warm mode: the master learns the libraries at the first)
+    warmup: int = 0
 
     @property
     def needs_fifo(self) -> bool:
         """Only what needs a master FIFO gets one: chain mode, FIFO triggers, waking.
         Every other variant runs the ini a user has (no FIFO, request logging on)."""
-        return "mode = chain" in self.ini or self.after_save.startswith("fifo:") or self.wake
+        needs = ("mode = chain", "mode = warm")
+        return any(n in self.ini for n in needs) or self.after_save.startswith("fifo:") or self.wake
 
 
 VARIANTS: list[Variant] = [
@@ -115,6 +124,26 @@ VARIANTS: list[Variant] = [
         OURS + "uwsgi-reload-backend = auto\nuwsgi-reload-mode = chain\n" + LAZY,
         "ours",
         "chain, lazy-apps + master-fifo",
+    ),
+    Variant(
+        "ours-auto-warm",
+        WARM + "uwsgi-reload-backend = auto\nuwsgi-reload-mode = warm\n" + LAZY,
+        "ours",
+        "warm: lazy-apps + master-fifo + shared-import, the master keeps the libraries",
+        warmup=1,
+    ),
+    Variant(
+        "ours-auto-warm-fast-exit",
+        WARM + "uwsgi-reload-backend = auto\nuwsgi-reload-mode = warm\n" + LAZY + FAST_EXIT,
+        "ours",
+        "warm + skip-atexit-teardown",
+        warmup=1,
+    ),
+    Variant(
+        "ours-auto-fast-exit",
+        OURS + "uwsgi-reload-backend = auto\n" + FAST_EXIT,
+        "ours",
+        "graceful + skip-atexit-teardown",
     ),
     # Reload mechanics alone: the benchmark triggers the reload right after the save.
     Variant("reload-hup", "", "trigger", "graceful: SIGHUP", "hup", sections=("latency",)),
@@ -671,9 +700,26 @@ RELOAD_LINES = {
     "graceful": r"binary reloading uWSGI",
     "chain": r"chain reload starting",
     "chain-dropped": r"chain reload already running",
+    "warm": r"-> warm reload",
     "respawn": r"Respawned uWSGI worker",
     "forkbomb-sleep": r"worker respawning too fast",
 }
+
+
+def _shows(app: App, server: Uwsgi, token: str) -> bool:
+    return app.shows(get(server.port)[1], token)
+
+
+def warm_up(variant: Variant, app: App, server: Uwsgi) -> None:
+    """Saves that are not measured: warm mode sorts the workers' imports in the
+    background, then the first save restarts the master, which learns them."""
+    server.wait(lambda: WARM_SORTED.search(server.log()) is not None, 300, "the sorted imports")
+    for index in range(variant.warmup):
+        token = f"warmup{index}"
+        with open(app.edited, "w") as f:
+            f.write(app.source(token))
+        server.wait(partial(_shows, app, server, token), 60, f"warm-up save {index}")
+    time.sleep(2)
 
 
 def measure_latency(
@@ -693,6 +739,8 @@ def measure_latency(
         except RuntimeError as error:
             result.error = str(error)
             return result
+        if variant.warmup:
+            warm_up(variant, app, server)
         loop = RequestLoop(server.port, app.loop_pause)
         loop.start()
         polls: list[float] = []

@@ -103,6 +103,25 @@ def test_a_chain_reload_has_no_all_workers_gone_nor_exec() -> None:
     assert steps["first response"] == pytest.approx(0.1, abs=1e-6)
 
 
+def test_a_workers_only_reload_ends_old_gone_at_the_first_worker_killed() -> None:
+    # warm mode, as uWSGI 2.0.31 logged it (FIFO w): each worker is respawned on its own
+    log = (
+        f"{T}100000 uwsgi_reload: modified /tmp/p/models.py -> warm reload\n"
+        f"{T}110000 Gracefully killing worker 1 (pid: 32256)...\n"
+        f"{T}110020 Gracefully killing worker 2 (pid: 32252)...\n"
+        f"{T}150000 worker 2 killed successfully (pid: 32252)\n"
+        f"{T}150020 Respawned uWSGI worker 2 (new pid: 32271)\n"
+        f"{T}240000 worker 1 killed successfully (pid: 32256)\n"
+        f"{T}600000 WSGI app 0 (mountpoint='') ready in 0 seconds on interpreter 0x3\n"
+    )
+    steps = breakdown.reload_steps(breakdown.stamped_lines(log), T, T + 0.7, float("inf"))
+    assert steps["reload begins"] == pytest.approx(0.01, abs=1e-6)
+    assert steps["old gone"] == pytest.approx(0.04, abs=1e-6)
+    assert steps["exec"] is None
+    assert steps["app loaded"] == pytest.approx(0.45, abs=1e-6)
+    assert steps["first response"] == pytest.approx(0.1, abs=1e-6)
+
+
 def test_median_steps_skip_the_saves_where_a_step_is_missing() -> None:
     rows = [
         dict.fromkeys(breakdown.STEPS, 1.0),

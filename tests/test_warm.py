@@ -94,3 +94,14 @@ def test_warm_mode_keeps_the_libraries_and_replaces_only_the_workers(tmp_path, u
     write(tmp_path / "greeting.py", "TEXT = 'v4'\n")
     server.wait_for_log(r"warm: a graceful reload this time: \S*plain_lib\.py changed, and the")
     server.wait_every_worker("v4 kept=True lib=2", timeout=20)
+
+
+def test_warm_mode_a_module_that_fails_to_load_then_is_fixed(tmp_path, uwsgi_server):
+    make_project(tmp_path)
+    server = uwsgi_server(WARM)
+    server.wait_for_body("v1 kept=False lib=1")
+    write(tmp_path / "greeting.py", "TEXT = undefined_name\n")  # valid syntax, fails to run
+    server.wait_for_log(r"modified .*greeting\.py -> (?:warm|graceful) reload")
+    server.wait_until(lambda: server.get()[0] == 500, 20, "the failed load served as an error")
+    write(tmp_path / "greeting.py", "TEXT = 'fixed'\n")
+    server.wait_every_worker("fixed kept=", timeout=20)

@@ -16,6 +16,7 @@ from uwsgi_reload.hosts.uwsgi.warm import learned as learned_state
 from uwsgi_reload.hosts.uwsgi.warm.proven import import_proven
 
 Log = Callable[[str], None]
+LEARN_AT_LEAST = 20
 
 
 @dataclass
@@ -25,6 +26,7 @@ class MasterHeld:
     modules: frozenset[str] = frozenset()
     files: dict[str, Stat] = field(default_factory=dict)  # as the master loaded them
     env: dict[str, str] = field(default_factory=dict)  # the master's, for the classifier
+    learned: bool = False  # it started with libraries learned from earlier workers
 
 
 _held = MasterHeld()
@@ -59,7 +61,7 @@ def start_master(folder: str, log: Log) -> None:
         latest.left.update(left)
         latest.kept = [name for name in latest.kept if name not in left]
         learned_state.save(folder, latest)
-    _held = MasterHeld(frozenset(sys.modules), held_files(), dict(os.environ))
+    _held = MasterHeld(frozenset(sys.modules), held_files(), dict(os.environ), bool(kept))
     if learned.kept:
         log(
             f"warm: the master keeps {len(kept)} library modules imported "
@@ -95,15 +97,23 @@ class WarmWorker:
         self.folder = folder
         self.log = log
         # the master's modules as the fork left them, with any imported after our start
-        self.held = MasterHeld(frozenset(sys.modules), held_files(_held.files), _held.env)
+        self.held = MasterHeld(
+            frozenset(sys.modules), held_files(_held.files), _held.env, _held.learned
+        )
         self.modules_seen = 0
+        self.to_sort = False
         self.sorting_asked: tuple[str, ...] = ()
 
     def learn(self, is_project_file: Callable[[str], bool]) -> None:
-        """Record the libraries this worker imported; have new ones sorted."""
+        """Record the libraries this worker imported; have new ones sorted once its
+        imports have settled (a first request imports more: sort them together)."""
         if len(sys.modules) == self.modules_seen:
+            if self.to_sort:
+                self.to_sort = False
+                self._sort_unknown()
             return
         self.modules_seen = len(sys.modules)
+        self.to_sort = True
         libraries, project = learned_state.split_modules(sys.modules, is_project_file)
         learned = learned_state.load(self.folder)
         known_libraries, known_project = set(learned.libraries), set(learned.project)
@@ -113,7 +123,9 @@ class WarmWorker:
             learned.libraries += new_libraries
             learned.project += new_project
             learned_state.save(self.folder, learned)
-        unknown = tuple(learned.unknown(self.held.modules))
+
+    def _sort_unknown(self) -> None:
+        unknown = tuple(learned_state.load(self.folder).unknown(self.held.modules))
         if unknown and unknown != self.sorting_asked:
             self.sorting_asked = unknown
             self._sort()
@@ -133,8 +145,15 @@ class WarmWorker:
         for filename, stat in self.held.files.items():
             if stat_file(filename) != stat:
                 return f"{filename} changed, and the master holds it"
-        learned = learned_state.load(self.folder)
-        missing = [name for name in learned.kept if name not in self.held.modules]
-        if missing:
+        kept = learned_state.load(self.folder).kept
+        missing = [name for name in kept if name not in self.held.modules]
+        # The first time, or when many are new: a few modules imported later (by one
+        # page) are cheaper for the workers to import than a restart of the master.
+        if missing and (not self.held.learned or len(missing) >= learn_at(len(kept))):
             return f"the master learns {len(missing)} library modules to keep"
         return ""
+
+
+def learn_at(kept: int) -> int:
+    """How many kept modules the master must lack before a save restarts it."""
+    return max(LEARN_AT_LEAST, kept // 10)
