@@ -62,6 +62,18 @@ def test_a_module_that_pulls_in_a_project_module_fails_the_trial(modules):
     assert result.failure == f"ImportError: it imports the project's {names['settings']}"
 
 
+def test_a_module_that_starts_a_thread_at_import_fails_the_trial(modules):
+    names = modules(
+        {
+            "threaded": "import threading, time\n"
+            "threading.Thread(target=time.sleep, args=(5,)).start()\n"
+        }
+    )
+    assert trial.try_imports([names["threaded"]]) == trial.TrialResult(
+        0, "ImportError: it starts a thread"
+    )
+
+
 def test_an_import_that_ends_or_hangs_the_process_fails_the_trial(modules, monkeypatch):
     names = modules(
         {

@@ -13,6 +13,7 @@ import importlib
 import os
 import select
 import sys
+import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ class TrialResult:
 
 def try_imports(names: Sequence[str], forbidden: Collection[str] = ()) -> TrialResult:
     """Import ``names`` in order in a forked child. An import fails when it raises,
-    or when it leaves one of ``forbidden`` (the project's modules) imported."""
+    leaves one of ``forbidden`` (the project's modules) imported, or starts a thread
+    (only the forking thread lives on in the workers)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -50,12 +52,15 @@ def _child(names: Sequence[str], forbidden: frozenset[str], out: int) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # what the libraries print while tried is not the app's
             os.dup2(null, fd)
+        threads = threading.active_count()
         for name in names:
             try:
                 importlib.import_module(name)
                 pulled = forbidden.intersection(sys.modules)
                 if pulled:
                     raise ImportError(f"it imports the project's {min(pulled)}")
+                if threading.active_count() > threads:  # a thread would not survive the fork
+                    raise ImportError("it starts a thread")
             except BaseException as error:  # SystemExit from a module too
                 text = f"{type(error).__name__}: {error}".replace("\n", " ")[:500]
                 os.write(out, _FAILED + text.encode("utf-8", "replace"))
