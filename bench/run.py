@@ -54,9 +54,9 @@ READY = re.compile(r"uwsgi_reload: reloading on.*?tracking (\d+) files")
 OURS = "import = uwsgi_reload\n"
 LAZY = "lazy-apps = true\nforkbomb-delay = 0\n"  # as ini/chain.ini
 WARM = "shared-import = uwsgi_reload\n"  # warm mode: the master imports us
-# A worker that exits skips Python's teardown (Py_Finalize), which takes 0.5 s with a
-# Wagtail site loaded; atexit handlers still run.
-FAST_EXIT = "skip-atexit-teardown = true\n"
+# A worker replaced by a reload skips Python's teardown (Py_Finalize), which takes 0.5 s
+# with a Wagtail site loaded.
+FAST_EXIT = "uwsgi-reload-fast-exit = true\n"
 WARM_SORTED = re.compile(r"warm: \d+ library modules can stay in the master")
 # Every log line stamped with the wall clock in microseconds: the per-reload breakdown
 # (bench/breakdown.py) is read from these stamps. It gives the master a log pipe.
@@ -136,14 +136,14 @@ VARIANTS: list[Variant] = [
         "ours-auto-warm-fast-exit",
         WARM + "uwsgi-reload-backend = auto\nuwsgi-reload-mode = warm\n" + LAZY + FAST_EXIT,
         "ours",
-        "warm + skip-atexit-teardown",
+        "warm + fast-exit",
         warmup=1,
     ),
     Variant(
         "ours-auto-fast-exit",
         OURS + "uwsgi-reload-backend = auto\n" + FAST_EXIT,
         "ours",
-        "graceful + skip-atexit-teardown",
+        "graceful + fast-exit",
     ),
     # Reload mechanics alone: the benchmark triggers the reload right after the save.
     Variant("reload-hup", "", "trigger", "graceful: SIGHUP", "hup", sections=("latency",)),

@@ -75,6 +75,7 @@ class Config:
     fifo: str = ""
     browser: bool = False
     debug: bool = False
+    fast_exit: bool = False
     base_dir: str = "."
 
 
@@ -171,6 +172,11 @@ KEYS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "fifo": ("fifo", _any, "uWSGI master FIFO to write to (chain mode)"),
     "browser": ("browser", _boolean, "open pages refresh once new code serves; held saves show"),
     "debug": ("debug", _boolean, "log every check and the timing of each reload"),
+    "fast-exit": (
+        "fast_exit",
+        _boolean,
+        "workers replaced by a reload skip Python's teardown (atexit handlers still run)",
+    ),
 }
 
 

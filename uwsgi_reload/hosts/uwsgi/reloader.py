@@ -27,7 +27,7 @@ from uwsgi_reload.core.snapshot import Stat
 from uwsgi_reload.core.syntax import SyntaxGate
 from uwsgi_reload.hosts import records, state
 from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
-from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, pyuwsgi, waker
+from uwsgi_reload.hosts.uwsgi import config_files, fastexit, masterfifo, options, pyuwsgi, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.signals import Signals
@@ -88,6 +88,8 @@ class UwsgiReloader:
         if uwsgi.worker_id() == 0:
             pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
+        if self.config.fast_exit:
+            fastexit.install(self._leaving_for_reload)
         self.detector.start()
         self.gate.watch_tracked()
         self.signals.register(self.tick, self.on_broadcast, self.history, self.wake_file, self.fifo)
@@ -153,6 +155,13 @@ class UwsgiReloader:
         except Exception:
             log("internal error while applying a change in this worker:")
             log(traceback.format_exc())
+
+    def _leaving_for_reload(self) -> bool:
+        """At a worker's exit: is it a reload this server asked for (by any worker)?"""
+        for fact in self.journal.read_new():
+            if isinstance(fact, Reloading):
+                self.reloading = bool(fact.paths)
+        return self.reloading
 
     def _merge_journal(self) -> None:
         for fact in self.journal.read_new():
