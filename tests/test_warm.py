@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from servers import RETRIES_PER_RELOAD, write
+from servers import READY, RETRIES_PER_RELOAD, write
 from test_uwsgi_modes import load_loop
 
 pytestmark = pytest.mark.integration
@@ -105,3 +105,16 @@ def test_warm_mode_a_module_that_fails_to_load_then_is_fixed(tmp_path, uwsgi_ser
     server.wait_until(lambda: server.get()[0] == 500, 20, "the failed load served as an error")
     write(tmp_path / "greeting.py", "TEXT = 'fixed'\n")
     server.wait_every_worker("fixed kept=", timeout=20)
+
+
+@pytest.mark.parametrize("mode", ["graceful", "chain"])
+def test_lazy_apps_with_the_master_import_reload_in_every_mode(tmp_path, uwsgi_server, mode):
+    """`shared-import = uwsgi_reload` (as warm mode needs) under lazy-apps runs our
+    import in the master in the other modes too: they must reload all the same."""
+    make_project(tmp_path)
+    server = uwsgi_server(WARM.replace("uwsgi-reload-mode = warm", f"uwsgi-reload-mode = {mode}"))
+    server.wait_for_body("v1 kept=False lib=1")
+    server.wait_for_log(READY)
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
+    server.wait_for_log(rf"modified .*greeting\.py -> {mode} reload")
+    server.wait_every_worker("v2 kept=False", timeout=20)
