@@ -130,7 +130,11 @@ def test_rules_answer_as_one_regex_per_segment_would(patterns, base, start, segm
 
 def test_in_system_dir_is_the_same_for_files_and_folders_asked_again():
     system = sources.system_dirs()[0]
-    for path in [system, system + "/x.py", system + "/a/b/c.py", system + "x/y.py", "/p/x.py"]:
+    parent = system.rpartition("/")[0]
+    for path in [
+        *(system, system + "/", system + "/x.py", system + "//x.py", system + "/a/b/c.py"),
+        *(system + "x/y.py", parent, parent + "/x.py", "/p/x.py", "x.py", "", "/"),
+    ]:
         expected = any(path == d or path.startswith(d + "/") for d in sources.system_dirs())
         assert sources.in_system_dir(path) == expected, path
         assert sources.in_system_dir(path) == expected, path  # from the folder cache

@@ -185,17 +185,24 @@ _in_system_folder: dict[str, bool] = {}  # folder -> in_system_dir(folder)
 
 
 def in_system_dir(path: str) -> bool:
-    """True for a system folder or any path below one. Cached by the folder of
-    ``path``: the master asks about every module it loads, many per folder."""
-    folder = os.path.dirname(path)
+    """True for a system folder or any path below one. Cached by the part of ``path``
+    before its last ``/`` (the master asks about every module it loads, many per
+    folder): ``path`` is below a system folder exactly when that part is the folder
+    or below it, since the rest holds no ``/``."""
+    folder = path.rpartition("/")[0]
     below = _in_system_folder.get(folder)
     if below is None:
         below = _in_system_folder[folder] = _in_or_below_system_dir(folder)
-    return below or path in system_dirs()
+    return below or path in _system_dir_set()
+
+
+@lru_cache(maxsize=1)
+def _system_dir_set() -> frozenset[str]:
+    return frozenset(system_dirs())
 
 
 def _in_or_below_system_dir(path: str) -> bool:
-    return any(path == d or path.startswith(d + os.sep) for d in system_dirs())
+    return any(path == d or path.startswith(d + "/") for d in system_dirs())
 
 
 def source_of(filename: str) -> str:

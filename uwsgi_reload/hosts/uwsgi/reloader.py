@@ -73,6 +73,7 @@ class UwsgiReloader:
         self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
         self.woken_by = 0  # the signal of the check running (for the debug lines)
+        self.load_folders: set[str] = set()  # folders of the modules loaded so far
 
     def start(self) -> None:
         state.start_generation(self.journal, self.history)  # once per generation (a lock)
@@ -125,8 +126,13 @@ class UwsgiReloader:
             from uwsgi_reload.hosts.records import Loaded
 
             self._record(Loaded(path, stat))
-        self.gate.watch_file(path)
-        self.signals.monitor(os.path.dirname(path))
+        folder = os.path.dirname(path)
+        # Once per folder: an app loads many modules from each. A folder deleted since
+        # gives a reload, and a check watches the folder of every new tracked file.
+        if folder not in self.load_folders:
+            self.load_folders.add(folder)
+            self.gate.watch_file(path)
+            self.signals.monitor(folder)
 
     def _record(self, record: records.Record) -> None:
         self.journal.append(record)
