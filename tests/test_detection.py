@@ -7,6 +7,7 @@ import bisect
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,59 @@ def test_user_exclude_by_name_and_by_path():
     assert rules.excludes("/p/build/x.py")
     assert rules.excludes("/p/static/a.css")
     assert not rules.excludes("/p/src/build.py")
+
+
+def reference_excludes(patterns: list[str], base_dir: str, path: str) -> bool:
+    """Rules.excludes as first written: one regex over every segment below base_dir."""
+    names = [globs.segment_regex(p) for p in patterns if "/" not in p]
+    paths = [globs.glob_regex(sources.absolute(p, base_dir)).pattern for p in patterns if "/" in p]
+    if paths and re.fullmatch("(?:" + "|".join(paths) + ")", path):
+        return True
+    if not names:
+        return False
+    if path.startswith(base_dir + "/"):
+        path = path[len(base_dir) + 1 :]
+    name = re.compile("(?:" + "|".join(names) + ")")
+    return any(name.fullmatch(part) for part in path.split("/") if part)
+
+
+NAMES = ["p", "venv", "node_modules", "a.log", "x.py", "m.pyc", ".#x", "#x#", "f~", "sub"]
+PATTERNS = ["*.gen.py", "build/**", "sub", "x*", "[ab].py", "??", "*", "#*#", "f?", "*.p?"]
+SEGMENTS = st.sampled_from([*NAMES, "xy", "a.py", "x.pyc", "", "."])
+USER_PATTERNS = st.lists(
+    st.sampled_from([*PATTERNS, "*[xy]", "x*y", "sub/*.py"]),
+    max_size=3,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    patterns=USER_PATTERNS,
+    base=st.sampled_from(["/p", "/p/venv", "/", "/p/sub"]),
+    start=st.sampled_from(["", "/", "base"]),
+    segments=st.lists(SEGMENTS, max_size=4),
+)
+def test_rules_answer_as_one_regex_per_segment_would(patterns, base, start, segments):
+    """The exclusion rules match names without a regex where they can and remember each
+    folder's answer (the master asks about every module it loads): the same answers as
+    one regex over each segment, for any path, and asked twice."""
+    rules = sources.Rules(patterns, base_dir=base)
+    path = (base + "/" if start == "base" else start) + "/".join(segments)
+    expected = reference_excludes([*sources.DEFAULT_EXCLUDE, *patterns], base, path)
+    assert rules.excludes(path) == expected, path
+    assert rules.excludes(path) == expected, path  # from the folder cache
+
+
+def test_in_system_dir_is_the_same_for_files_and_folders_asked_again():
+    system = sources.system_dirs()[0]
+    parent = system.rpartition("/")[0]
+    for path in [
+        *(system, system + "/", system + "/x.py", system + "//x.py", system + "/a/b/c.py"),
+        *(system + "x/y.py", parent, parent + "/x.py", "/p/x.py", "x.py", "", "/"),
+    ]:
+        expected = any(path == d or path.startswith(d + "/") for d in sources.system_dirs())
+        assert sources.in_system_dir(path) == expected, path
+        assert sources.in_system_dir(path) == expected, path  # from the folder cache
 
 
 # --- sources ----------------------------------------------------------------

@@ -57,6 +57,44 @@ def test_save_before_first_check_is_not_missed(tmp_path, uwsgi_server):
     server.wait_for_body("saved-early", timeout=12)
 
 
+# What only the checks use (they run in the workers). A graceful reload re-executes the
+# master and waits for its imports: the master must not pay for these at every reload.
+WORKER_ONLY = (
+    "uwsgi_reload.core.pipeline",
+    "uwsgi_reload.core.syntax",
+    "uwsgi_reload.core.loopguard",
+    "uwsgi_reload.hosts.records",
+    "uwsgi_reload.frameworks",
+    "traceback",
+)
+
+MODULES_APP = f"""\
+import sys
+import greeting
+
+MASTER_HAD = [name for name in {WORKER_ONLY!r} if name in sys.modules]  # loaded in the master
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{{greeting.TEXT}} master-had={{','.join(MASTER_HAD) or 'none'}}".encode()]
+"""
+
+
+def test_the_master_imports_no_worker_only_module_and_saves_still_reload(tmp_path, uwsgi_server):
+    """The master (which loads the app here, before it forks) has not imported what
+    only the checks use, before or after a graceful reload; the workers import it at
+    their first check, and a save made right after the master started still reloads."""
+    write(tmp_path / "app.py", MODULES_APP)
+    write(tmp_path / "greeting.py", "TEXT = 'v1'\n")
+    server = uwsgi_server("wsgi-file = app.py\n", period=3)
+    server.wait_for_log(r"spawned uWSGI worker 1")
+    write(tmp_path / "greeting.py", "TEXT = 'v2'\n")  # before the first check
+    server.wait_for_body("v2 master-had=none", timeout=12)
+    server.wait_for_log(r"modified .*greeting\.py -> graceful reload")
+    write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
+    server.wait_for_body("v3 master-had=none", timeout=12)
+
+
 def test_module_imported_after_start_then_edited(tmp_path, uwsgi_server):
     """A module first imported by a worker at request time is tracked by every worker."""
     write(

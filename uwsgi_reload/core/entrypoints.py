@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from types import ModuleType
 
 
@@ -24,6 +23,8 @@ def module_path(name: str, search_path: list[str]) -> str | None:
 def failure_files(system: ModuleType = sys) -> list[str]:
     """The files named by the last uncaught error Python printed (uWSGI prints the
     error of a failed app load with ``PyErr_Print``, which stores it in ``sys.last_value``)."""
+    import traceback  # not at import time: a uWSGI master imports this module at every start
+
     error = getattr(system, "last_value", None)
     files: list[str] = []
     seen = set()

@@ -67,32 +67,68 @@ class Rules:
     def __init__(self, exclude: Iterable[str] = (), base_dir: str = ".", defaults: bool = True):
         patterns = (*(DEFAULT_EXCLUDE if defaults else ()), *exclude)
         self.base_dir = os.path.abspath(base_dir)
-        names, paths = [], []
-        self._each: list[tuple[str, bool, re.Pattern[str]]] = []  # for `reason` only
+        # A uWSGI master makes these at every start, and asks about every module it
+        # loads: names are matched without a regex where they can be (exact names,
+        # `*.suffix`, `prefix*`), and each pattern's own regex is compiled only by
+        # `reason` (compiling them all cost 3 ms).
+        exact, prefixes, suffixes, names, paths = set(), [], [], [], []
+        self._each: list[tuple[str, bool, str]] = []  # (pattern, is a path glob, regex)
         for pattern in patterns:
             pattern = pattern.rstrip("/")
             if "/" in pattern:
                 paths.append(glob_regex(absolute(pattern, self.base_dir)).pattern)
-                self._each.append((pattern, True, re.compile(paths[-1])))
+                self._each.append((pattern, True, paths[-1]))
+                continue
+            self._each.append((pattern, False, segment_regex(pattern)))
+            if not has_glob(pattern):
+                exact.add(pattern)
+            elif pattern.startswith("*") and not has_glob(pattern[1:]):
+                suffixes.append(pattern[1:])
+            elif pattern.endswith("*") and not has_glob(pattern[:-1]):
+                prefixes.append(pattern[:-1])
             else:
                 names.append(segment_regex(pattern))
-                self._each.append((pattern, False, re.compile(names[-1])))
+        self._names = any(not is_path for _, is_path, _ in self._each)
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+        self._suffixes = tuple(suffixes)
         self._name = re.compile("(?:" + "|".join(names) + ")") if names else None
         self._path = re.compile("(?:" + "|".join(paths) + ")") if paths else None
+        # folder -> whether an exclusion name matches one of its segments below
+        # base_dir: the master asks about every module it loads, many per folder
+        self._folders: dict[str, bool] = {}
 
     def excludes_name(self, name: str) -> bool:
-        return bool(self._name and self._name.fullmatch(name))
+        return (
+            name in self._exact
+            or name.endswith(self._suffixes)
+            or name.startswith(self._prefixes)
+            or bool(self._name and self._name.fullmatch(name))
+        )
 
     def excludes(self, path: str) -> bool:
         if self._path and self._path.fullmatch(path):
             return True
-        if self._name:
-            # Only the part below base_dir: a project kept in a folder named `venv`
-            # must not exclude itself.
-            if path.startswith(self.base_dir + os.sep):
-                path = path[len(self.base_dir) + 1 :]
-            return any(self._name.fullmatch(part) for part in path.split("/") if part)
+        if self._names:
+            folder, _, name = path.rpartition("/")
+            if name and self.excludes_name(name):
+                return True
+            excluded = self._folders.get(folder)
+            if excluded is None:
+                excluded = self._folders[folder] = self._excludes_folder(folder)
+            return excluded
         return False
+
+    def _excludes_folder(self, folder: str) -> bool:
+        """Whether an exclusion name matches a segment of ``folder`` below base_dir
+        (all of its segments when it is not below base_dir)."""
+        # Only the part below base_dir: a project kept in a folder named `venv`
+        # must not exclude itself.
+        if folder == self.base_dir:
+            return False
+        if folder.startswith(self.base_dir + os.sep):
+            folder = folder[len(self.base_dir) + 1 :]
+        return any(self.excludes_name(part) for part in folder.split("/") if part)
 
     def excludes_below(self, path: str, root: str) -> bool:
         """Like :meth:`excludes` for a file found under an included folder ``root``:
@@ -101,9 +137,9 @@ class Rules:
         excluded by the default name ``.venv`` (or ``venv``) above it."""
         if self._path and self._path.fullmatch(path):
             return True
-        if self._name and path.startswith(root.rstrip("/") + "/"):
+        if self._names and path.startswith(root.rstrip("/") + "/"):
             below = path[len(root.rstrip("/")) + 1 :]
-            return any(self._name.fullmatch(part) for part in below.split("/") if part)
+            return any(self.excludes_name(part) for part in below.split("/") if part)
         return False
 
     def reason(self, path: str, root: str) -> str:
@@ -111,7 +147,8 @@ class Rules:
         below = (
             path[len(root.rstrip("/")) + 1 :] if path.startswith(root.rstrip("/") + "/") else path
         )
-        for pattern, is_path, regex in self._each:
+        for pattern, is_path, source in self._each:
+            regex = re.compile(source)
             if is_path and regex.fullmatch(path):
                 return pattern
             if not is_path and any(regex.fullmatch(part) for part in below.split("/") if part):
@@ -145,8 +182,28 @@ def system_dirs() -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(d) for d in dirs} | {os.path.abspath(d) for d in dirs}))
 
 
+_in_system_folder: dict[str, bool] = {}  # folder -> in_system_dir(folder)
+
+
 def in_system_dir(path: str) -> bool:
-    return any(path == d or path.startswith(d + os.sep) for d in system_dirs())
+    """True for a system folder or any path below one. Cached by the part of ``path``
+    before its last ``/`` (the master asks about every module it loads, many per
+    folder): ``path`` is below a system folder exactly when that part is the folder
+    or below it, since the rest holds no ``/``."""
+    folder = path.rpartition("/")[0]
+    below = _in_system_folder.get(folder)
+    if below is None:
+        below = _in_system_folder[folder] = _in_or_below_system_dir(folder)
+    return below or path in _system_dir_set()
+
+
+@lru_cache(maxsize=1)
+def _system_dir_set() -> frozenset[str]:
+    return frozenset(system_dirs())
+
+
+def _in_or_below_system_dir(path: str) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in system_dirs())
 
 
 def source_of(filename: str) -> str:

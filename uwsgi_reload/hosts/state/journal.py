@@ -13,10 +13,12 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING
 
-from uwsgi_reload.hosts import records
-from uwsgi_reload.hosts.records import Record
 from uwsgi_reload.hosts.state.files import open_lock
+
+if TYPE_CHECKING:  # imported where used: a uWSGI master never reads or writes records
+    from uwsgi_reload.hosts.records import Record
 
 JOURNAL_ROTATE_BYTES = 1 << 20  # a single-reader journal (gunicorn) is rotated past this
 
@@ -50,6 +52,8 @@ class Journal:
                 os.unlink(path)
 
     def append(self, record: Record) -> None:
+        from uwsgi_reload.hosts import records
+
         data = records.encode(record)
         line = (json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8", "surrogatepass")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
@@ -77,6 +81,8 @@ class Journal:
 
     def read_new(self) -> list[Record]:
         """The records appended since this process last read."""
+        from uwsgi_reload.hosts import records
+
         data = b""
         retired = self.path + ".old"
         if self.single_reader and self._retired_offset:

@@ -11,29 +11,31 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from typing import TYPE_CHECKING
 
 import uwsgi
 
-from uwsgi_reload import backends, frameworks
+from uwsgi_reload import backends
 from uwsgi_reload.backends.gate import ScanGate
 from uwsgi_reload.backends.poll import PollBackend
-from uwsgi_reload.core import entrypoints, loadstats
+from uwsgi_reload.core import loadstats
 from uwsgi_reload.core.config import Config, option_text, settings_line
 from uwsgi_reload.core.detector import Detector
-from uwsgi_reload.core.pipeline import Decision, Pipeline, Verdict, loop_message
 from uwsgi_reload.core.snapshot import Stat
-from uwsgi_reload.core.syntax import SyntaxGate
-from uwsgi_reload.hosts import records, state
-from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
-from uwsgi_reload.hosts.uwsgi import config_files, fastexit, masterfifo, options, pyuwsgi, waker
+from uwsgi_reload.hosts import state
+from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, pyuwsgi, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.signals import Signals
 
+# The master imports this module at every start, and a graceful reload waits for it:
+# what only the checks use (the pipeline, the journal's records, the frameworks; the
+# checks run in the workers) is imported where it is used, off the reload's path.
 if TYPE_CHECKING:
+    from uwsgi_reload import frameworks
     from uwsgi_reload.browser import UwsgiBrowser
+    from uwsgi_reload.core.pipeline import Decision, Pipeline
+    from uwsgi_reload.hosts import records
     from uwsgi_reload.hosts.uwsgi.warm.host import WarmWorker
 
 
@@ -67,16 +69,12 @@ class UwsgiReloader:
                 config.backend, [config.base_dir], self.detector.rules.excludes
             )
         self.gate = ScanGate(self.detector, backend, log, self.history.set_fallback)
-        syntax_gate = SyntaxGate(log)
-        for path in self.config_files:
-            syntax_gate.config_checks[path] = self._check_ini
-        self.pipeline = Pipeline(
-            self.detector, syntax_gate, self.gate, history=self._reload_records
-        )
+        self._pipeline: Pipeline | None = None  # made at the first check
         self.wake_file = os.path.join(folder, "wake", "poke")
         self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
         self.woken_by = 0  # the signal of the check running (for the debug lines)
+        self.load_folders: set[str] = set()  # folders of the modules loaded so far
         self.warm: WarmWorker | None = None
         if config.mode == "warm":
             from uwsgi_reload.hosts.uwsgi.warm.host import WarmWorker
@@ -89,6 +87,8 @@ class UwsgiReloader:
             pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
         if self.config.fast_exit:
+            from uwsgi_reload.hosts.uwsgi import fastexit
+
             fastexit.install(self._leaving_for_reload)
         self.detector.start()
         self.gate.watch_tracked()
@@ -101,12 +101,28 @@ class UwsgiReloader:
                 self.journal.folder, uwsgi.opt, entry_files, option_text, log
             )
 
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            from uwsgi_reload.core.pipeline import Pipeline
+            from uwsgi_reload.core.syntax import SyntaxGate
+
+            syntax_gate = SyntaxGate(log)
+            for path in self.config_files:
+                syntax_gate.config_checks[path] = self._check_ini
+            self._pipeline = Pipeline(
+                self.detector, syntax_gate, self.gate, history=self._reload_records
+            )
+        return self._pipeline
+
     def _check_ini(self) -> str | None:
         return config_files.ini_problem(
             self.config_files[0], self.config_files, self.config.base_dir
         )
 
     def _reload_records(self) -> list:
+        from uwsgi_reload.hosts import records
+
         return records.reload_records(self.history.load())
 
     def _on_load(self, path: str, stat: Stat) -> None:
@@ -117,9 +133,16 @@ class UwsgiReloader:
         # between two workers' loads leaves them on different versions, or a module one
         # of them could not import any more; the others must know, whichever checks.
         if uwsgi.worker_id() > 0:
+            from uwsgi_reload.hosts.records import Loaded
+
             self._record(Loaded(path, stat))
-        self.gate.watch_file(path)
-        self.signals.monitor(os.path.dirname(path))
+        folder = os.path.dirname(path)
+        # Once per folder: an app loads many modules from each. A folder deleted since
+        # gives a reload, and a check watches the folder of every new tracked file.
+        if folder not in self.load_folders:
+            self.load_folders.add(folder)
+            self.gate.watch_file(path)
+            self.signals.monitor(folder)
 
     def _record(self, record: records.Record) -> None:
         self.journal.append(record)
@@ -144,6 +167,8 @@ class UwsgiReloader:
                         break
                     self._check()
         except Exception:
+            import traceback
+
             log("internal error in the check (reported; the next check runs as usual):")
             log(traceback.format_exc())
 
@@ -153,17 +178,24 @@ class UwsgiReloader:
             self._prepare()
             self._merge_journal()
         except Exception:
+            import traceback
+
             log("internal error while applying a change in this worker:")
             log(traceback.format_exc())
 
     def _leaving_for_reload(self) -> bool:
         """At a worker's exit: is it a reload this server asked for (by any worker)?"""
+        from uwsgi_reload.hosts.records import Reloading
+
         for fact in self.journal.read_new():
             if isinstance(fact, Reloading):
                 self.reloading = bool(fact.paths)
         return self.reloading
 
     def _merge_journal(self) -> None:
+        from uwsgi_reload.hosts import records
+        from uwsgi_reload.hosts.records import Announced, Apply, Baseline, Broken, Loaded, Reloading
+
         for fact in self.journal.read_new():
             if isinstance(fact, (Loaded, Baseline, Broken)):
                 records.merge(fact, self.detector, self.pipeline.syntax_gate)
@@ -184,6 +216,9 @@ class UwsgiReloader:
         if self.prepared:
             return
         self.prepared = True
+        from uwsgi_reload import frameworks
+        from uwsgi_reload.core import entrypoints
+
         failure = entrypoints.failure_files(sys)
         if failure:
             if not self.announced:  # once per generation, not once per worker
@@ -203,6 +238,8 @@ class UwsgiReloader:
             self.pipeline.appliers = list(self.frameworks)
 
     def _announce(self) -> None:
+        from uwsgi_reload.hosts.records import Announced
+
         now_ns = time.time_ns()
         self.pipeline.first_check_ns = now_ns
         self.announced = True
@@ -269,6 +306,9 @@ class UwsgiReloader:
                     log(notice)
 
     def _carry_out(self, decision: Decision) -> None:
+        from uwsgi_reload.core.pipeline import Verdict, loop_message
+        from uwsgi_reload.hosts.records import Apply, Baseline, Broken
+
         if decision.accepted:
             self._record(Baseline(dict(decision.accepted)))
         if decision.verdict is Verdict.HELD:
@@ -288,6 +328,8 @@ class UwsgiReloader:
             self.browser.decided(decision.verdict is Verdict.APPLIED, self.pipeline.syntax_gate)
 
     def _reload(self, decision: Decision) -> None:
+        from uwsgi_reload.hosts.records import Reloading
+
         # a chain reload keeps the master, which would not read a changed ini again
         ini_changed = bool(set(decision.changes.paths) & set(self.config_files))
         mode = "graceful" if ini_changed else self.config.mode
@@ -323,6 +365,8 @@ class UwsgiReloader:
             self.history.set_chain([])
 
     def _ask_master(self, command: bytes, what: str) -> bool:
+        from uwsgi_reload.hosts.records import Reloading
+
         try:
             masterfifo.write(self.fifo, command)
         except OSError as error:

@@ -4,7 +4,6 @@ error stops uWSGI so that it cannot be missed), then start the reloader."""
 from __future__ import annotations
 
 import os
-import traceback
 
 import uwsgi
 
@@ -59,6 +58,8 @@ def _start(config: Config) -> None:
 
 
 def _internal_error() -> None:
+    import traceback  # only then: a master imports this module at every start
+
     log("INTERNAL ERROR: reloading is OFF for this run; the app is not affected.")
     log(traceback.format_exc())
     log("Please report this at the project's issue tracker with the lines above.")

@@ -25,7 +25,6 @@ imports us after the fork, and stopping the stack from a worker needs care (uWSG
 from __future__ import annotations
 
 import os
-import signal
 from typing import NoReturn
 
 import uwsgi
@@ -33,6 +32,8 @@ import uwsgi
 
 def stop_instance() -> NoReturn:
     """Stop every process of this uWSGI instance and exit this one."""
+    import signal  # only then: a master imports this module at every start
+
     master = uwsgi.masterpid()
     if uwsgi.worker_id() == 0 or not master:
         os._exit(1)  # the master, before it forks: nothing is serving yet
