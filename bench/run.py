@@ -183,18 +183,17 @@ VARIANTS: list[Variant] = [
 DEFAULT_VARIANTS = [v.name for v in VARIANTS if not v.pending]
 # the apps of issue 13's table: the smallest app, a large generated one, a real project
 DEFAULT_APPS = ["modules-1", "modules-3000", "wagtail"]
-QUICK_APPS = ["modules-1", "wagtail"]
+QUICK_APPS = DEFAULT_APPS
 QUICK_VARIANTS = [
     "none",
     "py-autoreload",
-    "touch-reload",
     "ours-poll",
-    "ours-poll-chain",
     "ours-auto",
+    "ours-auto-fast-exit",
     "ours-auto-chain",
-    "reload-hup",
+    "ours-auto-warm",
+    "ours-auto-warm-fast-exit",
     "reload-hup+wake",
-    "reload-chain+wake+fb0",
 ]
 
 
