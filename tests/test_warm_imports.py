@@ -129,3 +129,34 @@ def test_split_modules_and_what_is_still_to_sort(tmp_path):
     assert state.unknown(held=["c"]) == ["d"]
     learned.save(str(tmp_path), state)
     assert learned.load(str(tmp_path)) == state
+
+
+def test_when_a_save_needs_the_master_restarted(tmp_path, monkeypatch):
+    from uwsgi_reload.core.snapshot import stat_file
+    from uwsgi_reload.hosts.uwsgi.warm import host
+
+    library = tmp_path / "lib.py"
+    library.write_text("X = 1\n")
+    # a worker's modules when it starts are the master's: "json" stands for one it keeps
+    held = host.MasterHeld(frozenset(), {str(library): stat_file(str(library))}, learned=True)
+    monkeypatch.setattr(host, "_held", held)
+    worker = host.WarmWorker(str(tmp_path), log=lambda line: None)
+    state = learned.Learned(kept=["json"])
+    learned.save(str(tmp_path), state)
+    assert worker.why_graceful() == ""
+    # a few modules the master lacks: cheaper in the workers than a restart
+    state.kept += [f"new_{n}" for n in range(host.LEARN_AT_LEAST - 1)]
+    learned.save(str(tmp_path), state)
+    assert worker.why_graceful() == ""
+    state.kept.append("one_more")
+    learned.save(str(tmp_path), state)
+    assert (
+        worker.why_graceful() == f"the master learns {host.LEARN_AT_LEAST} library modules to keep"
+    )
+    # a master that started with nothing learned learns at the first chance
+    worker.held.learned = False
+    learned.save(str(tmp_path), learned.Learned(kept=["json", "new_1"]))
+    assert worker.why_graceful() == "the master learns 1 library modules to keep"
+    # a file the master holds changed: whatever else is true
+    library.write_text("X = 22\n")
+    assert worker.why_graceful() == f"{library} changed, and the master holds it"
