@@ -272,3 +272,27 @@ def test_gunicorn_reloads_on_template_and_mo_changes(project):
         server.holds(lambda: server.count(r"-> graceful reload") == 2, 3, "exactly 2 reloads")
     finally:
         server.stop()
+
+
+def test_warm_mode_keeps_django_in_the_master_and_replaces_the_workers(project, uwsgi_server):
+    warm = (
+        "lazy-apps = true\nforkbomb-delay = 0\nmaster-fifo = master.fifo\n"
+        "shared-import = uwsgi_reload\n"
+        "uwsgi-reload-mode = warm\nuwsgi-reload-fast-exit = true\n"
+    )
+    server = uwsgi_server(BODY + warm, cwd=project)
+    server.wait_for_body("template-v1")
+    server.wait_for_log(r"warm: \d+ library modules can stay in the master", timeout=60)
+    write(project / "pages" / "views.py", VIEWS.replace("VIEW", "view-v2"))
+    server.wait_for_log(r"warm: a graceful reload this time: the master learns", timeout=20)
+    kept = server.wait_for_log(r"warm: the master keeps (\d+) library modules", timeout=20)
+    assert int(kept.group(1)) > 100, server.explain("Django's modules kept by the master")
+    assert_all(server, both_workers(server), "view=view-v2")
+    write(project / "pages" / "views.py", VIEWS.replace("VIEW", "view-v3"))
+    server.wait_for_log(r"modified .*pages/views\.py -> warm reload", timeout=20)
+    server.wait_every_worker("view=view-v3", timeout=20)
+    # the workers set Django up themselves: translations and templates work
+    write(project / TEMPLATE, "template-v2 pid={{ pid }} greeting={{ greeting }} view={{ view }}")
+    server.wait_every_worker("greeting=Bonjour-v1 view=view-v3", timeout=20)
+    assert_all(server, both_workers(server), "template-v2")
+    assert server.count(r"gracefully \(RE\)spawned uWSGI master") == 1, server.explain("")

@@ -36,7 +36,8 @@ if os.environ.get("APP_CONFIGURED") != "1":
     raise RuntimeError("configure the app first")
 """
 WARM = (
-    "wsgi-file = app.py\nlazy-apps = true\nmaster-fifo = master.fifo\npythonpath = vendor\n"
+    "wsgi-file = app.py\nlazy-apps = true\nforkbomb-delay = 0\nmaster-fifo = master.fifo\n"
+    "pythonpath = vendor\n"
     "shared-import = uwsgi_reload\nuwsgi-reload-mode = warm\nuwsgi-reload-exclude = vendor\n"
 )
 SORTED = r"warm: \d+ library modules can stay in the master, \d+ are left to the workers"
