@@ -293,6 +293,6 @@ def test_warm_mode_keeps_django_in_the_master_and_replaces_the_workers(project, 
     server.wait_every_worker("view=view-v3", timeout=20)
     # the workers set Django up themselves: translations and templates work
     write(project / TEMPLATE, "template-v2 pid={{ pid }} greeting={{ greeting }} view={{ view }}")
-    server.wait_every_worker("greeting=Bonjour-v1 view=view-v3", timeout=20)
-    assert_all(server, both_workers(server), "template-v2")
+    server.wait_every_worker("template-v2", timeout=20)
+    assert_all(server, both_workers(server), "greeting=Bonjour-v1 view=view-v3")
     assert server.count(r"gracefully \(RE\)spawned uWSGI master") == 1, server.explain("")

@@ -75,7 +75,7 @@ class Config:
     fifo: str = ""
     browser: bool = False
     debug: bool = False
-    fast_exit: bool = False
+    fast_exit: bool = True
     base_dir: str = "."
 
 

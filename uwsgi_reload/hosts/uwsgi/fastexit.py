@@ -1,4 +1,4 @@
-"""Leaving fast (``uwsgi-reload-fast-exit = true``): a worker replaced by a reload we
+"""Leaving fast (``uwsgi-reload-fast-exit``, on by default): a worker replaced by a reload we
 asked for runs the handlers of Python's ``atexit`` module, then exits without Python's
 teardown (``Py_Finalize``). With a Wagtail site loaded the teardown takes about 0.5 s,
 during which the old worker holds its slot and a graceful reload waits for it. uWSGI's
