@@ -103,7 +103,7 @@ unit: setup
 # The whole suite (default backend: auto, which is inotify on a local disk), then the uWSGI
 # tests once more on the poll backend: both must give the same results.
 UWSGI_TESTS := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsgi_modes.py \
-	tests/test_warm.py tests/test_fast_exit.py
+	tests/test_warm.py
 
 # System packages some tests need (bindfs: a FUSE mount that loses inotify events, like
 # Docker Desktop's). Installed with apt-get when we may; the tests skip, saying so, where
