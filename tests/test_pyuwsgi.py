@@ -109,6 +109,23 @@ def test_chain_reloads_keep_the_server_alive(tmp_path, pyuwsgi_server, capsys):
         print(f"\n[pyuwsgi] chain: save -> new code {took} s")
 
 
+def test_warm_reloads_keep_the_server_alive(tmp_path, pyuwsgi_server, capsys):
+    """Warm mode's master imports us, so its graceful reload (when it learns the
+    libraries) is prepared like a plain one."""
+    fifo = tmp_path / "master.fifo"
+    body = (
+        f"lazy-apps = true\nmaster-fifo = {fifo}\nforkbomb-delay = 0\n"
+        "shared-import = uwsgi_reload\nuwsgi-reload-mode = warm\n"
+    )
+    server = serve(tmp_path, pyuwsgi_server, body)
+    server.wait_for_log(r"warm: \d+ library modules can stay in the master", timeout=30)
+    took = three_saves(tmp_path, server, r"modified \S*greeting\.py -> (?:graceful|warm) reload")
+    assert server.count(r"binary reloading uWSGI") == 1, server.explain("the learning re-exec")
+    assert server.count(r"-> warm reload") == 2, server.explain("2 warm reloads expected")
+    with capsys.disabled():
+        print(f"\n[pyuwsgi] warm: save -> new code {took} s")
+
+
 def test_graceful_with_lazy_apps_is_refused_at_start(tmp_path, pyuwsgi_server):
     """The error is logged at start and reloading stays off. (uWSGI does not exit yet: a
     configuration error found in a lazy-apps worker never stops uWSGI, compiled or not;

@@ -17,6 +17,7 @@ from uwsgi_reload.hosts.uwsgi.warm.proven import import_proven
 
 Log = Callable[[str], None]
 LEARN_AT_LEAST = 20
+OWN_PACKAGES = ("uwsgi_reload", "uwsgi", "uwsgidecorators")
 
 
 @dataclass
@@ -115,6 +116,13 @@ class WarmWorker:
         self.modules_seen = len(sys.modules)
         self.to_sort = True
         libraries, project = learned_state.split_modules(sys.modules, is_project_file)
+        # What the master held at the fork needs no sorting, nor do our own modules
+        # (a plain Python, where the sorting runs, cannot import those that need uwsgi).
+        libraries = [
+            name
+            for name in libraries
+            if name not in self.held.modules and name.split(".")[0] not in OWN_PACKAGES
+        ]
         learned = learned_state.load(self.folder)
         known_libraries, known_project = set(learned.libraries), set(learned.project)
         new_libraries = [name for name in libraries if name not in known_libraries]
