@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from servers import APP, READY, RETRIES_PER_RELOAD, get_idempotent, write
+from servers import APP, READY, RETRIES_PER_RELOAD, Server, get_idempotent, write
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +22,31 @@ def load_loop(url: str, stop: threading.Event, results: list) -> None:
         results.append((status, body, time.monotonic() - started, retried))
 
 
+@contextmanager
+def request_load(server: Server) -> Iterator[list]:
+    """Two threads requesting the page until the block ends; yields their results
+    (status, body, seconds, retried), once 20 requests were served."""
+    results: list = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=load_loop, args=(server.url, stop, results)) for _ in (1, 2)]
+    for thread in threads:
+        thread.start()
+    try:
+        server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
+        yield results
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def assert_none_failed(server: Server, results: list) -> None:
+    failed = [r for r in results if r[0] != 200]
+    retried = sum(r[3] for r in results)
+    assert not failed, server.explain(f"{len(failed)} failed: {failed[:3]}")
+    assert retried <= RETRIES_PER_RELOAD, server.explain(f"{retried} requests reset")
+
+
 def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
     mode = "chain"
     write(tmp_path / "app.py", APP)
@@ -30,13 +57,7 @@ def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
     )
     server.wait_for_log(READY)
     server.wait_for_body("v1")
-    results: list = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=load_loop, args=(server.url, stop, results)) for _ in (1, 2)]
-    for thread in threads:
-        thread.start()
-    try:
-        server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
+    with request_load(server) as results:
         write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
         server.wait_for_log(rf"modified .*greeting\.py -> {mode} reload")
         # No probing requests while the load runs (they would add their own stall): wait
@@ -49,20 +70,10 @@ def test_chain_mode_reloads_one_worker_at_a_time(tmp_path, uwsgi_server):
         )
         served = len(results)
         server.wait_until(lambda: len(results) >= served + 20, 10, "20 requests after it")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
     server.wait_every_worker("v2", timeout=15)
-    failed = [r for r in results if r[0] != 200]
     worst = max(r[2] for r in results)
-    retried = sum(r[3] for r in results)
-    print(
-        f"{mode}: {len(results)} requests, {len(failed)} failed, {retried} retried, "
-        f"worst {worst * 1000:.0f} ms"
-    )
-    assert not failed, server.explain(f"{len(failed)} failed: {failed[:3]}")
-    assert retried <= RETRIES_PER_RELOAD, server.explain(f"{retried} requests reset")
+    print(f"{mode}: {len(results)} requests, worst {worst * 1000:.0f} ms")
+    assert_none_failed(server, results)
     # the master was not re-executed
     assert "gracefully (RE)spawned uWSGI master" not in server.log()
     assert worst < 0.5, server.explain(f"worst request took {worst:.2f}s")

@@ -4,11 +4,9 @@ master holds that changed restarts it after all."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from servers import READY, RETRIES_PER_RELOAD, write
-from test_uwsgi_modes import load_loop
+from servers import READY, write
+from test_uwsgi_modes import assert_none_failed, request_load
 
 pytestmark = pytest.mark.integration
 
@@ -67,27 +65,14 @@ def test_warm_mode_keeps_the_libraries_and_replaces_only_the_workers(tmp_path, u
     masters = server.count(MASTER_STARTS)
 
     # from now on a save replaces the workers only, with no failed request
-    results: list = []
-    stop = threading.Event()
-    threads = [threading.Thread(target=load_loop, args=(server.url, stop, results)) for _ in (1, 2)]
-    for thread in threads:
-        thread.start()
-    try:
-        server.wait_until(lambda: len(results) >= 20, 10, "20 requests before the save")
+    with request_load(server) as results:
         write(tmp_path / "greeting.py", "TEXT = 'v3'\n")
         server.wait_for_log(r"modified .*greeting\.py -> warm reload")
         server.wait_until(
             lambda: sum("v3" in r[1] for r in results) >= 20, 20, "20 answers with v3"
         )
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
     server.wait_every_worker("v3 kept=True lib=1", timeout=20)
-    failed = [r for r in results if r[0] != 200]
-    retried = sum(r[3] for r in results)
-    assert not failed, server.explain(f"{len(failed)} failed: {failed[:3]}")
-    assert retried <= RETRIES_PER_RELOAD, server.explain(f"{retried} requests reset")
+    assert_none_failed(server, results)
     assert server.count(MASTER_STARTS) == masters, server.explain("the master was restarted")
 
     # a library the master holds changed: the master restarts after all
