@@ -4,8 +4,26 @@ pid namespace and one boot."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from uwsgi_reload.hosts.state.files import read_small
+
+
+def run_detached(work: Callable[[], None]) -> None:
+    """Run ``work`` in a grandchild in its own session, holding none of the caller's
+    files but 0-2 (no socket of the server). Returns at once; leaves no zombie."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)  # the first child exits at once
+        return
+    try:
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        work()
+    finally:
+        os._exit(0)
 
 
 def alive(pid: int) -> bool:

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from uwsgi_reload.hosts.state.processes import alive
+from uwsgi_reload.hosts.state.processes import alive, run_detached
 from uwsgi_reload.hosts.uwsgi import masterfifo
 
 POKE_EVERY = 0.01
@@ -22,15 +22,8 @@ POKE_EVERY = 0.01
 def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> None:
     """Call ``poke()`` every 10 ms in a detached process until none of ``pids`` is
     alive, or ``limit`` seconds have passed. Returns at once in the caller."""
-    child = os.fork()
-    if child:
-        os.waitpid(child, 0)  # the first child exits at once: no zombie in the worker
-        return
-    try:
-        if os.fork():  # the grandchild does the work, detached from the worker
-            os._exit(0)
-        os.setsid()
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # hold no socket of the server open
+
+    def wake() -> None:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             try:
@@ -38,8 +31,8 @@ def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> Non
             except OSError:
                 pass
             time.sleep(POKE_EVERY)
-    finally:
-        os._exit(0)
+
+    run_detached(wake)
 
 
 def touch(path: str) -> Callable[[], None]:

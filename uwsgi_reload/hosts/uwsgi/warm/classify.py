@@ -10,6 +10,7 @@ import os
 import sys
 
 from uwsgi_reload.hosts.state.files import open_lock
+from uwsgi_reload.hosts.state.processes import run_detached
 from uwsgi_reload.hosts.uwsgi.warm import learned as learned_state
 from uwsgi_reload.hosts.uwsgi.warm.proven import import_proven
 
@@ -36,24 +37,18 @@ def classify(folder: str) -> learned_state.Learned:
 
 
 def spawn(folder: str, python: str, env: dict[str, str], cwd: str) -> None:
-    """Start the classifier, detached: it outlives the worker and holds none of its files."""
-    child = os.fork()
-    if child:
-        os.waitpid(child, 0)
-        return
-    try:
-        if os.fork():
-            os._exit(0)
-        os.setsid()
+    """Start the classifier, detached: it outlives the worker and holds none of its
+    files but uWSGI's log (fd 2)."""
+
+    def run() -> None:
         os.chdir(cwd)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
             os.dup2(null, fd)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # fd 2 stays: uWSGI's log
-        module = __name__
-        os.execve(python, [python, "-m", module, folder], env)
-    finally:
-        os._exit(1)
+        os.close(null)
+        os.execve(python, [python, "-m", __name__, folder], env)
+
+    run_detached(run)
 
 
 def main(argv: list[str]) -> int:
