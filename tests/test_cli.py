@@ -4,7 +4,6 @@ uWSGI (pidfile, master FIFO) and a real gunicorn (pidfile)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -286,7 +285,7 @@ class Stepper:
 
 def make_watcher(folder: Path, fail: list | None = None) -> tuple[Stepper, list, list]:
     config = parse_config({"uwsgi-reload-delay": "0"}, str(folder))
-    config = dataclasses.replace(config, include=(".",), track_modules=False)
+    config = config._replace(include=(".",), track_modules=False)
     detector = Detector(config)
     detector.start()
     acted: list = []

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -41,15 +40,29 @@ def test_state_root_is_created_private_whatever_the_umask(tmp_path, monkeypatch)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.delenv(state.STATE_DIR_ENV, raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", None)
     old = os.umask(0)
     try:
         root, refused = state.state_root()
     finally:
         os.umask(old)
-        tempfile.tempdir = None
     assert root == str(tmp_path / f"uwsgi-reload-{os.getuid()}") and refused == []
     assert oct(os.stat(root).st_mode & 0o7777) == "0o700"
+
+
+def test_the_temp_folder_is_chosen_as_tempfile_would_each_in_turn(tmp_path):
+    uid = os.getuid()
+    env = {"TMPDIR": str(tmp_path / "missing"), "TEMP": str(tmp_path)}
+    root, refused = state.state_root(env)
+    assert root == str(tmp_path / f"uwsgi-reload-{uid}") and refused == []
+    # a TMPDIR this user cannot use (someone else's, open to all) is refused with its
+    # reason, and the next candidate is used
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o777)
+    os.chown(theirs, 65534, 65534)
+    root, refused = state.state_root({"TMPDIR": str(theirs), "TMP": str(tmp_path)})
+    assert root == str(tmp_path / f"uwsgi-reload-{uid}")
+    assert refused == [f"{theirs} belongs to uid 65534"]
 
 
 def test_a_taken_or_open_state_folder_is_never_used(tmp_path):
@@ -210,17 +223,12 @@ def test_journal_drops_lines_of_the_wrong_shape(tmp_path):
     ]
 
 
-def test_state_dir_variable_naming_another_users_folder_is_refused(tmp_path, monkeypatch):
+def test_state_dir_variable_naming_another_users_folder_is_refused(tmp_path):
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o777)
     theirs.chmod(0o777)
     os.chown(theirs, 65534, 65534)  # nobody's, writable by all, no sticky bit
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)
-    try:
-        root, refused = state.state_root({state.STATE_DIR_ENV: str(theirs)})
-    finally:
-        tempfile.tempdir = None
+    root, refused = state.state_root({state.STATE_DIR_ENV: str(theirs), "TMPDIR": str(tmp_path)})
     assert root == str(tmp_path / f"uwsgi-reload-{os.getuid()}")
     assert refused == [f"{theirs} belongs to uid 65534"]
     assert os.listdir(theirs) == []

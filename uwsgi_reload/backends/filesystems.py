@@ -5,7 +5,7 @@ this kernel produce events. ``auto`` polls there from the start."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # mountinfo type names; any "fuse.*" (fuse.grpcfuse, fuse.bindfs, fuse.sshfs) too
 UNRELIABLE_TYPES: dict[str, str] = {
@@ -32,8 +32,7 @@ UNRELIABLE_TYPES: dict[str, str] = {
 MOUNTINFO = "/proc/self/mountinfo"
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     point: str
     fstype: str
 

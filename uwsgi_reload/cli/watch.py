@@ -6,7 +6,6 @@ pid in a pidfile, a command written to uWSGI's master FIFO, a touched file (uWSG
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
@@ -81,8 +80,7 @@ def watch_config(args: argparse.Namespace, base_dir: str) -> Config:
     ]
     if problems:
         raise ConfigError(problems)
-    return dataclasses.replace(
-        config,
+    return config._replace(
         include=tuple(args.paths or ["."]),
         exclude=tuple(args.exclude),
         check_syntax=not args.no_check_syntax,
@@ -112,9 +110,7 @@ def watch(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     # the action's own files change at a reload (gunicorn rewrites its pidfile): never
     # let them trigger one
     own = [p for p in (args.pidfile, args.fifo, args.touch) if p]
-    config = dataclasses.replace(
-        config, exclude=(*config.exclude, *(os.path.abspath(p) for p in own))
-    )
+    config = config._replace(exclude=(*config.exclude, *(os.path.abspath(p) for p in own)))
     stop = stop or _stop_on_signals()
     if isinstance(action, Exec):
         action.stop = stop

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat as stat_module
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 
@@ -95,13 +94,12 @@ def unchanged(paths: Iterable[str], baseline: Snapshot) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Changes:
+class Changes(NamedTuple):
     added: frozenset[str] = frozenset()
     modified: frozenset[str] = frozenset()
     deleted: frozenset[str] = frozenset()
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> bool:  # a tuple of three sets would always be true
         return bool(self.added or self.modified or self.deleted)
 
     @property

@@ -1,12 +1,11 @@
-"""Files in the state folder: never through a symlink, created with ``O_EXCL`` or
-``mkstemp``, read with a size bound."""
+"""Files in the state folder: never through a symlink, created with ``O_EXCL``, read
+with a size bound."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -46,9 +45,11 @@ def read_json(path: str, default: object, check: Callable[[object], object] | No
 
 def write_json(path: str, data: object) -> None:
     """Replace ``path`` with ``data`` in one step, through a temp file of an
-    unpredictable name made beside it (``mkstemp``: ``O_EXCL``, mode 0600)."""
+    unpredictable name made beside it (``O_EXCL``, mode 0600: what ``mkstemp`` does,
+    without importing ``tempfile``, 8 ms at each uWSGI master start)."""
     folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    tmp = os.path.join(folder, f".{name}.{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             json.dump(data, f)

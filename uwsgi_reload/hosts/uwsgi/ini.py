@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 _OTHER_LOADERS = ("inherit", "include", "xml", "yaml", "yml", "json", "js", "sqlite3", "ldap")
 
 
-@dataclasses.dataclass
-class UwsgiIni:
+class UwsgiIni(NamedTuple):
     """The options of one section of a uwsgi.ini, as uWSGI would see them."""
 
     path: str

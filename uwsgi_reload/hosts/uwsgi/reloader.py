@@ -82,7 +82,6 @@ class UwsgiReloader:
             self.warm = WarmWorker(folder, log)
 
     def start(self) -> None:
-        state.start_generation(self.journal, self.history)  # once per generation (a lock)
         if uwsgi.worker_id() == 0:
             pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
@@ -219,6 +218,9 @@ class UwsgiReloader:
         from uwsgi_reload import frameworks
         from uwsgi_reload.core import entrypoints
 
+        # the cleanup after the last generation, here rather than at the master's start,
+        # which a graceful reload waits for; once per generation (a lock)
+        state.start_generation(self.journal, self.history)
         failure = entrypoints.failure_files(sys)
         if failure:
             if not self.announced:  # once per generation, not once per worker
