@@ -183,6 +183,26 @@ def test_a_thousand_generations_stay_bounded(tmp_path):
     assert len([n for n in os.listdir(folder) if n.startswith("journal-")]) == 2
 
 
+def test_the_reload_mark_goes_with_its_generation(tmp_path):
+    folder = str(tmp_path)
+    journals = [state.Journal(folder, f"100-{n}") for n in range(3)]
+    for n, journal in enumerate(journals):
+        journal.append(Reloading(("/srv/app/app.py",)))
+        journal.mark_reloading(True)
+        journal.mark_reloading(True)  # asked again: still one mark
+        os.utime(journal.path, ns=(n * 10**9, n * 10**9))
+        os.utime(journal.reload_mark, ns=(n * 10**9, n * 10**9))
+    journals[0].mark_reloading(False)  # asking failed
+    assert not os.path.exists(journals[0].reload_mark)
+    current = state.Journal(folder, "100-3")
+    assert not os.path.exists(current.reload_mark)
+    current.clear_old(keep_previous=True)
+    # the previous generation, whose workers may still be leaving, keeps its mark
+    assert sorted(os.listdir(folder)) == ["journal-100-2", "journal-100-2.reloading"]
+    current.clear_old()
+    assert os.listdir(folder) == []
+
+
 def test_single_reader_journal_rotates_and_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(state.journal, "JOURNAL_ROTATE_BYTES", 10_000)
     writer = state.Journal(str(tmp_path), "gunicorn")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
 
-from uwsgi_reload.hosts.state.files import open_lock
+from uwsgi_reload.hosts.state.files import create_exclusive, open_lock
 
 if TYPE_CHECKING:  # imported where used: a uWSGI master never reads or writes records
     from uwsgi_reload.hosts.records import Record
@@ -38,18 +38,40 @@ class Journal:
 
     def clear_old(self, keep_previous: bool = False) -> None:
         """Remove the journals of earlier generations (called by the process that
-        starts a generation). ``keep_previous`` keeps the newest of them, which workers
-        of the last generation (a chain reload) may still read."""
-        old = []
+        starts a generation), with their files (``.old``, ``.reloading``).
+        ``keep_previous`` keeps the newest of them, which workers of the last generation
+        (a chain reload) may still read."""
+        mine = os.path.basename(self.path)
+        newest: dict[str, int] = {}  # generation -> the mtime of its newest file
+        files: dict[str, list[str]] = {}
         for name in os.listdir(self.folder):
-            path = os.path.join(self.folder, name)
-            if name.startswith("journal-") and path != self.path:
-                with suppress(OSError):
-                    old.append((os.lstat(path).st_mtime_ns, path))
-        old.sort()
-        for _, path in old[:-1] if keep_previous else old:
+            generation = name.split(".", 1)[0]
+            if not name.startswith("journal-") or generation == mine:
+                continue
             with suppress(OSError):
-                os.unlink(path)
+                mtime = os.lstat(os.path.join(self.folder, name)).st_mtime_ns
+                newest[generation] = max(mtime, newest.get(generation, mtime))
+                files.setdefault(generation, []).append(name)
+        old = sorted(newest, key=newest.__getitem__)
+        for generation in old[:-1] if keep_previous else old:
+            for name in files[generation]:
+                with suppress(OSError):
+                    os.unlink(os.path.join(self.folder, name))
+
+    @property
+    def reload_mark(self) -> str:
+        """A file present once this generation asked for a reload: what a worker that
+        leaves checks (one stat), rather than read the journal, which would make a
+        worker that never ran a check import what decodes it (16 ms) on its way out."""
+        return self.path + ".reloading"
+
+    def mark_reloading(self, asked: bool) -> None:
+        """Create the mark (a reload was asked for) or remove it (asking failed)."""
+        with suppress(FileExistsError, FileNotFoundError):
+            if asked:
+                create_exclusive(self.reload_mark, b"")
+            else:
+                os.unlink(self.reload_mark)
 
     def append(self, record: Record) -> None:
         from uwsgi_reload.hosts import records

@@ -184,12 +184,7 @@ class UwsgiReloader:
 
     def _leaving_for_reload(self) -> bool:
         """At a worker's exit: is it a reload this server asked for (by any worker)?"""
-        from uwsgi_reload.hosts.records import Reloading
-
-        for fact in self.journal.read_new():
-            if isinstance(fact, Reloading):
-                self.reloading = bool(fact.paths)
-        return self.reloading
+        return os.path.exists(self.journal.reload_mark)
 
     def _merge_journal(self) -> None:
         from uwsgi_reload.hosts import records
@@ -350,6 +345,7 @@ class UwsgiReloader:
         # worker at once when it is between requests, which it is while running this.
         self.history.add(decision.changes.paths, decision.quick, now=saved)
         self.reloading = True
+        self.journal.mark_reloading(True)
         self._record(Reloading(tuple(decision.changes.paths)))
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
         poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
@@ -373,6 +369,7 @@ class UwsgiReloader:
             masterfifo.write(self.fifo, command)
         except OSError as error:
             self.reloading = False
+            self.journal.mark_reloading(False)
             self._record(Reloading(()))
             log(
                 f"cannot ask for the {what}: writing {command.decode()!r} to the master FIFO "
