@@ -661,8 +661,8 @@ class RequestLoop(threading.Thread):
 
 
 class Waker(threading.Thread):
-    """Write a no-op byte to the master FIFO every 10 ms until the given workers are
-    gone: the master notices dead workers only when an event wakes it (else once a
+    """Write a no-op byte to the master FIFO every 2 ms (waker.POKE_EVERY) until the
+    given workers are gone: the master notices dead workers only when an event wakes it (else once a
     second). Stands in for the helper process our reloader would fork."""
 
     def __init__(self, server: Uwsgi, workers: list[int], limit: float = 15.0) -> None:
@@ -679,7 +679,7 @@ class Waker(threading.Thread):
                 poke()
             if not any(os.path.exists(f"/proc/{pid}") for pid in self.workers):
                 return
-            time.sleep(0.01)
+            time.sleep(waker.POKE_EVERY)
 
 
 def after_save(variant: Variant, server: Uwsgi) -> None:
