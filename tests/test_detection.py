@@ -527,6 +527,25 @@ def test_one_file_saved_settles_after_the_default_delay():
     assert changes.added == {"f"} and Config().delay <= time_.now < 0.1
 
 
+def test_settle_starts_from_the_scan_of_the_check_that_found_the_change(tmp_path):
+    app = touch(tmp_path / "app.py", "A = 1\n")
+    detector = detector_for(tmp_path, include=("app.py",), delay=0.05)
+    detector.start()
+    scans = []
+    real_current = detector.current
+    detector.current = lambda: scans.append(1) or real_current()
+    touch(app, "A = 2\n")
+    old = time.time() - 1  # saved a second ago: quiet already
+    os.utime(app, (old, old))
+    assert detector.check().modified == {str(app)} and len(scans) == 1
+    changes, _ = detector.settle()
+    assert changes.modified == {str(app)} and len(scans) == 1  # no second scan
+    # without a check that found the change just before, the settle scans
+    changes, _ = detector.settle()
+    assert changes.modified == {str(app)} and len(scans) == 2
+    assert detector.check() and len(scans) == 3
+
+
 def test_one_file_written_in_several_writes_is_one_save():
     """Truncated at the first look, written at the next: still a save of one file."""
     time_ = FakeTime()

@@ -61,6 +61,7 @@ class Detector:
         self.ignored: set[str] = set()  # dropped by the loop guard
         self.notices: list[str] = []  # for the host to log (once each)
         self._slow_reported = False
+        self._last_scan: dict[str, Stat] | None = None  # a check's scan that found changes
         self._edits = 0  # bumped whenever the tracked set or the baseline's paths change
         self._checks = 0
         self.rebuild_every = REBUILD_EVERY
@@ -229,6 +230,7 @@ class Detector:
     def check(self) -> Changes:
         """What changed against the baseline. Does not move the baseline."""
         self._checks += 1
+        self._last_scan = None
         if (
             self._checks % self.rebuild_every
             and self._scanned_key is not None
@@ -239,6 +241,7 @@ class Detector:
         started = time.monotonic()
         current = self.current()
         changes = snapshot.diff(self.baseline, current)
+        self._last_scan = current if changes else None  # the settle starts from it
         self._scanned_key = self._scan_key()
         took = time.monotonic() - started
         if took > 0.25 * self.config.period and not self._slow_reported:
@@ -270,7 +273,10 @@ class Detector:
     ) -> tuple[Changes, dict[str, Stat]]:
         """Wait until nothing has changed for ``config.delay`` seconds (at most
         ``config.max_delay`` in all), so a burst of writes gives one reload that sees
-        the final content. Returns the changes against the baseline and the state."""
+        the final content. Returns the changes against the baseline and the state.
+        Right after a :meth:`check` that found changes it starts from that check's scan
+        (one full scan fewer: 16 ms with 3,000 files)."""
+        first, self._last_scan = self._last_scan, None
         return settle_changes(
             self.current,
             self.baseline,
@@ -279,4 +285,5 @@ class Detector:
             clock,
             sleep,
             time.time,
+            first=first,
         )

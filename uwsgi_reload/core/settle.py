@@ -31,18 +31,20 @@ def settle_changes(
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] | None = None,
     burst_quiet: float = BURST_QUIET,
+    first: dict[str, Stat] | None = None,
 ) -> tuple[Changes, dict[str, Stat]]:
     """Scan until nothing changed for ``delay`` seconds, or ``max_delay`` has passed.
 
     While a burst is visibly going on (a scan found more than one file changed, or one
     missing) the quiet time needed is ``max(delay, burst_quiet)``.
-    ``delay`` 0 scans once and waits for nothing.
+    ``delay`` 0 scans once and waits for nothing. ``first``: a scan just taken (by the
+    check that found the change), used instead of the first scan.
 
     Quiet time counts from the newest modification time of the changed files when that
     is in the past (a save found by the next poll has usually been quiet long enough),
     else from the first scan (deletions, clocks of network or VM filesystems ahead)."""
     started = clock()
-    state = scan()
+    state = scan() if first is None else first
     quiet_since = started
     first = snapshot.diff(baseline, state)
     burst = _looks_like_a_burst(first)
