@@ -69,6 +69,16 @@ def requested(options: Mapping[str, RawValue]) -> bool:
     )
 
 
+def imports_hidden(options: Mapping[str, RawValue]) -> bool:
+    """True when an import-like option's last value (all ``uwsgi.opt`` keeps) is not
+    ``uwsgi_reload``: an earlier line may have been ``import = uwsgi_reload``."""
+    for name in IMPORT_OPTIONS:
+        values = option_values(options, name)
+        if values and values[-1].strip() != "uwsgi_reload":
+            return True
+    return False
+
+
 def _is_fifo(path: str) -> bool:
     try:
         return stat.S_ISFIFO(os.stat(path).st_mode)
@@ -157,7 +167,7 @@ def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
     return config
 
 
-def _ini_paths(spec: str) -> list[str]:
+def ini_paths(spec: str) -> list[str]:
     """Where an ``--ini`` value may be: relative to the folder uWSGI was started in
     (``$PWD`` when a shell started it), or to the current one (before a ``chdir``)."""
     path, section = split_spec(spec)
@@ -174,7 +184,7 @@ def with_repeated_lines(opt: Mapping[str, RawValue]) -> dict[str, RawValue]:
     know, measured on 2.0.31; the lines are still in the file); else ``opt`` as it is."""
     options = dict(opt)
     for spec in option_values(opt, "ini"):
-        for candidate in _ini_paths(spec):
+        for candidate in ini_paths(spec):
             try:
                 ini = read_uwsgi_ini(candidate)
             except OSError:

@@ -4,20 +4,21 @@ error stops uWSGI so that it cannot be missed), then start the reloader."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import uwsgi
 
-from uwsgi_reload.core.config import Config, ConfigError
+from uwsgi_reload.core.config import Config, ConfigError, RawValue
 from uwsgi_reload.hosts import state
 from uwsgi_reload.hosts.uwsgi import options, pyuwsgi, signals, stop
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.reloader import UwsgiReloader
 
 
-def read_config() -> Config:
+def read_config(opt: Mapping[str, RawValue]) -> Config:
     # the master's pid is the truth about `master` however the option was spelled
     opts = {
-        **options.with_repeated_lines(uwsgi.opt),
+        **options.with_repeated_lines(opt),
         "master": "true" if uwsgi.masterpid() else "false",
     }
     return options.load_uwsgi_config(opts, base_dir=os.getcwd())
@@ -34,10 +35,11 @@ def _stop_server(config_error: ConfigError) -> None:
 def activate() -> None:
     """Switch reloading on in this uWSGI process. Configuration errors stop uWSGI;
     an internal error is logged loudly and leaves the app serving without reloading."""
-    if not options.requested(uwsgi.opt):
+    opt = _every_import_line() if options.imports_hidden(uwsgi.opt) else uwsgi.opt
+    if not options.requested(opt):
         return
     try:
-        config = read_config()
+        config = read_config(opt)
         problems = pyuwsgi.problems(config, uwsgi.opt, lazy=uwsgi.worker_id() > 0)
         if problems:
             raise ConfigError(problems)
@@ -48,6 +50,22 @@ def activate() -> None:
         _start_warm_master(config)
         return
     _start(config)
+
+
+def _every_import_line() -> Mapping[str, RawValue]:
+    """``uwsgi.opt`` with the import lines it does not keep (read only when it hides
+    some: `import = uwsgi_reload` then `import = myapp.tasks`)."""
+    from uwsgi_reload.hosts.uwsgi import import_lines  # only then: a master start pays it
+
+    try:
+        cmdline = import_lines.own_cmdline(uwsgi.opt, in_worker=uwsgi.worker_id() > 0)
+        found = import_lines.every_import_line(uwsgi.opt, cmdline, os.environ)
+    except Exception:
+        _internal_error()
+        return {}
+    if found.warning():
+        log(found.warning())
+    return found.options
 
 
 def _start(config: Config) -> None:
