@@ -11,8 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from uwsgi_reload.core.config import RawValue
-from uwsgi_reload.hosts.uwsgi.ini import _OTHER_LOADERS as OTHER_LOADERS
-from uwsgi_reload.hosts.uwsgi.ini import UwsgiIni, read_uwsgi_ini, split_spec
+from uwsgi_reload.hosts.uwsgi.ini import OTHER_LOADERS, UwsgiIni, read_uwsgi_ini, split_spec
 from uwsgi_reload.hosts.uwsgi.options import (
     IMPORT_OPTIONS,
     imports_hidden,

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-_OTHER_LOADERS = ("inherit", "include", "xml", "yaml", "yml", "json", "js", "sqlite3", "ldap")
+OTHER_LOADERS = ("inherit", "include", "xml", "yaml", "yml", "json", "js", "sqlite3", "ldap")
 
 
 class UwsgiIni(NamedTuple):
@@ -118,7 +118,7 @@ def read_uwsgi_ini(
                 options.setdefault(name, []).extend(values)
             notes += included.notes
             continue
-        if key in _OTHER_LOADERS:
+        if key in OTHER_LOADERS:
             notes.append(f"`{key} = {value.strip()}` loads more options, which are not read here")
         options.setdefault(key, []).append(value.strip(" \t\r") if eq else True)
     if not found:
