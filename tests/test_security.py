@@ -212,9 +212,10 @@ def test_state_dir_variable_keeps_our_state_in_a_folder_of_our_own(dev_server, u
 
 
 def state_entries(state: Path) -> tuple[int, int, int]:
-    """(journals, entries, bytes) under the state folder."""
+    """(journals, entries, bytes) under the state folder: journals are counted by
+    generation (a journal and its files, such as its ``.reloading`` mark, are one)."""
     files = [Path(r, n) for r, _, names in os.walk(state) for n in names]
-    journals = [f for f in files if f.name.startswith("journal-")]
+    journals = {f.name.split(".", 1)[0] for f in files if f.name.startswith("journal-")}
     entries = sum(len(d) + len(n) for _, d, n in os.walk(state))
     return len(journals), entries, sum(_size(f) for f in files)
 
