@@ -546,6 +546,39 @@ def test_settle_starts_from_the_scan_of_the_check_that_found_the_change(tmp_path
     assert detector.check() and len(scans) == 3
 
 
+def test_settle_rescans_only_when_an_event_backend_saw_something():
+    time_ = FakeTime()
+    writes = [(0.0, 1), (0.03, 2)]  # a second write during the settle
+    scans = []
+
+    def scan() -> dict:
+        scans.append(time_.now)
+        size = max(s for t, s in writes if t <= time_.now)
+        return {"f": FileStat(int(size), size, 1, 0o644, 0, 0)}
+
+    def events() -> bool:
+        return any(0 < t <= time_.now for t, _ in writes)
+
+    first = scan()
+    _, state = settle(
+        scan, {"f": a_stat(0)}, 0.05, 5, time_.clock, time_.sleep, first=first, events=events
+    )
+    assert state["f"].size == 2 and len(scans) > 1  # the event made it look again
+    # no event: no rescan, the state of the check stands once it has been quiet
+    time_.now, scans[:] = 0.0, []
+    _, state = settle(
+        scan,
+        {"f": a_stat(0)},
+        0.05,
+        5,
+        time_.clock,
+        time_.sleep,
+        first=first,
+        events=lambda: False,
+    )
+    assert state == first and scans == [] and time_.now >= 0.05
+
+
 def test_one_file_written_in_several_writes_is_one_save():
     """Truncated at the first look, written at the next: still a save of one file."""
     time_ = FakeTime()

@@ -32,13 +32,16 @@ def settle_changes(
     wall: Callable[[], float] | None = None,
     burst_quiet: float = BURST_QUIET,
     first: dict[str, Stat] | None = None,
+    events: Callable[[], bool] | None = None,
 ) -> tuple[Changes, dict[str, Stat]]:
     """Scan until nothing changed for ``delay`` seconds, or ``max_delay`` has passed.
 
     While a burst is visibly going on (a scan found more than one file changed, or one
     missing) the quiet time needed is ``max(delay, burst_quiet)``.
     ``delay`` 0 scans once and waits for nothing. ``first``: a scan just taken (by the
-    check that found the change), used instead of the first scan.
+    check that found the change), used instead of the first scan. ``events``: an event
+    backend's "has anything happened since?" (without consuming it); while it says no,
+    nothing can have changed and the state stands without a scan (None: always scan).
 
     Quiet time counts from the newest modification time of the changed files when that
     is in the past (a save found by the next poll has usually been quiet long enough),
@@ -63,7 +66,7 @@ def settle_changes(
         if now - quiet_since >= needed or now - started >= max_delay:
             break
         sleep(min(step, max(needed - (now - quiet_since), 0)))
-        latest = scan()
+        latest = scan() if events is None or events() else state
         if latest != state:
             state = latest
             quiet_since = clock()
