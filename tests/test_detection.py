@@ -561,7 +561,7 @@ def test_settle_rescans_only_when_an_event_backend_saw_something():
 
     first = scan()
     _, state = settle(
-        scan, {"f": a_stat(0)}, 0.05, 5, time_.clock, time_.sleep, first=first, events=events
+        scan, {"f": a_stat(0)}, 0.05, 5, time_.clock, time_.sleep, first_scan=first, events=events
     )
     assert state["f"].size == 2 and len(scans) > 1  # the event made it look again
     # no event: no rescan, the state of the check stands once it has been quiet
@@ -573,7 +573,7 @@ def test_settle_rescans_only_when_an_event_backend_saw_something():
         5,
         time_.clock,
         time_.sleep,
-        first=first,
+        first_scan=first,
         events=lambda: False,
     )
     assert state == first and scans == [] and time_.now >= 0.05

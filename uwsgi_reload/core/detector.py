@@ -278,7 +278,7 @@ class Detector:
         Right after a :meth:`check` that found changes it starts from that check's scan
         (one full scan fewer: 16 ms with 3,000 files). ``events``: see
         :func:`~uwsgi_reload.core.settle.settle_changes`."""
-        first, self._last_scan = self._last_scan, None
+        first_scan, self._last_scan = self._last_scan, None
         return settle_changes(
             self.current,
             self.baseline,
@@ -287,6 +287,6 @@ class Detector:
             clock,
             sleep,
             time.time,
-            first=first,
+            first_scan=first_scan,
             events=events,
         )

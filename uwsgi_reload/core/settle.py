@@ -31,14 +31,14 @@ def settle_changes(
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] | None = None,
     burst_quiet: float = BURST_QUIET,
-    first: dict[str, Stat] | None = None,
+    first_scan: dict[str, Stat] | None = None,
     events: Callable[[], bool] | None = None,
 ) -> tuple[Changes, dict[str, Stat]]:
     """Scan until nothing changed for ``delay`` seconds, or ``max_delay`` has passed.
 
     While a burst is visibly going on (a scan found more than one file changed, or one
     missing) the quiet time needed is ``max(delay, burst_quiet)``.
-    ``delay`` 0 scans once and waits for nothing. ``first``: a scan just taken (by the
+    ``delay`` 0 scans once and waits for nothing. ``first_scan``: a scan just taken (by the
     check that found the change), used instead of the first scan. ``events``: an event
     backend's "has anything happened since?" (without consuming it); while it says no,
     nothing can have changed and the state stands without a scan (None: always scan).
@@ -47,7 +47,7 @@ def settle_changes(
     is in the past (a save found by the next poll has usually been quiet long enough),
     else from the first scan (deletions, clocks of network or VM filesystems ahead)."""
     started = clock()
-    state = scan() if first is None else first
+    state = scan() if first_scan is None else first_scan
     quiet_since = started
     first = snapshot.diff(baseline, state)
     burst = _looks_like_a_burst(first)

@@ -15,8 +15,8 @@ from uwsgi_reload.hosts.uwsgi.ini import OTHER_LOADERS, UwsgiIni, read_uwsgi_ini
 from uwsgi_reload.hosts.uwsgi.options import (
     IMPORT_OPTIONS,
     imports_hidden,
-    ini_paths,
     option_values,
+    read_ini_spec,
     requested,
 )
 
@@ -121,7 +121,7 @@ def every_import_line(
     for name in IMPORT_OPTIONS:
         values[name] += environ_option(environ, name)
     for spec in dict.fromkeys(specs):
-        ini = _read_first(spec, read_ini)
+        ini = read_ini_spec(spec, read_ini)
         if ini is None:
             unread.append(f"the ini {split_spec(spec)[0]}")
             continue
@@ -129,17 +129,8 @@ def every_import_line(
         for name in IMPORT_OPTIONS:
             values[name] += [v for v in ini.options.get(name, []) if isinstance(v, str)]
     options = dict(opt)
-    options.update({name: found for name, found in values.items() if found})
+    options.update({name: lines for name, lines in values.items() if lines})
     return ImportLines(options, [] if requested(options) else list(dict.fromkeys(unread)))
-
-
-def _read_first(spec: str, read_ini: Callable[[str], UwsgiIni]) -> UwsgiIni | None:
-    for candidate in ini_paths(spec):
-        try:
-            return read_ini(candidate)
-        except OSError:
-            continue
-    return None
 
 
 def own_cmdline(opt: Mapping[str, RawValue], in_worker: bool) -> list[str] | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from uwsgi_reload.core import sources
 from uwsgi_reload.core.config import (
@@ -23,7 +23,7 @@ from uwsgi_reload.core.config import (
     parse_config,
 )
 from uwsgi_reload.core.entrypoints import module_path
-from uwsgi_reload.hosts.uwsgi.ini import read_uwsgi_ini, split_spec
+from uwsgi_reload.hosts.uwsgi.ini import UwsgiIni, read_uwsgi_ini, split_spec
 
 # uWSGI options that import a Python module: `import = uwsgi_reload` or a sibling
 IMPORT_OPTIONS = (
@@ -62,10 +62,12 @@ def _flag(options: Mapping[str, RawValue], *names: str) -> bool:
 
 def requested(options: Mapping[str, RawValue]) -> bool:
     """True when the options import us (``import = uwsgi_reload`` or a sibling)."""
+    return _import_us(options, IMPORT_OPTIONS)
+
+
+def _import_us(options: Mapping[str, RawValue], names: Iterable[str]) -> bool:
     return any(
-        value.strip() == "uwsgi_reload"
-        for name in IMPORT_OPTIONS
-        for value in option_values(options, name)
+        value.strip() == "uwsgi_reload" for name in names for value in option_values(options, name)
     )
 
 
@@ -152,10 +154,7 @@ def check_uwsgi_options(config: Config, options: Mapping[str, RawValue]) -> list
 def imported_by_master(options: Mapping[str, RawValue]) -> bool:
     """``shared-import = uwsgi_reload`` (or a spelling of it): the master imports us
     even under lazy-apps."""
-    names = [name for name in IMPORT_OPTIONS if name.startswith("shared-")]
-    return any(
-        value.strip() == "uwsgi_reload" for name in names for value in option_values(options, name)
-    )
+    return _import_us(options, [name for name in IMPORT_OPTIONS if name.startswith("shared-")])
 
 
 def load_uwsgi_config(options: Mapping[str, RawValue], base_dir: str) -> Config:
@@ -178,23 +177,33 @@ def ini_paths(spec: str) -> list[str]:
     return [f"{os.path.join(folder, path)}:{section}" for folder in folders]
 
 
+def read_ini_spec(
+    spec: str, read_ini: Callable[[str], UwsgiIni] = read_uwsgi_ini
+) -> UwsgiIni | None:
+    """The ini section an ``--ini`` value names, from the first of :func:`ini_paths`
+    that can be read; None when none can."""
+    for candidate in ini_paths(spec):
+        try:
+            return read_ini(candidate)
+        except OSError:
+            continue
+    return None
+
+
 def with_repeated_lines(opt: Mapping[str, RawValue]) -> dict[str, RawValue]:
     """``opt`` with every line of a repeated merged key, when the ini file that set its
     last value can be read again (uWSGI keeps only the last line of a key it does not
     know, measured on 2.0.31; the lines are still in the file); else ``opt`` as it is."""
     options = dict(opt)
     for spec in option_values(opt, "ini"):
-        for candidate in ini_paths(spec):
-            try:
-                ini = read_uwsgi_ini(candidate)
-            except OSError:
-                continue
-            for key in MERGED_KEYS:
-                name = PREFIX + key
-                lines = [v for v in ini.options.get(name, []) if isinstance(v, str)]
-                last = option_values(opt, name)
-                # only when this file is where uWSGI's value came from
-                if len(lines) > 1 and last and last[-1].strip() == lines[-1]:
-                    options[name] = lines
-            break
+        ini = read_ini_spec(spec)
+        if ini is None:
+            continue
+        for key in MERGED_KEYS:
+            name = PREFIX + key
+            lines = [v for v in ini.options.get(name, []) if isinstance(v, str)]
+            last = option_values(opt, name)
+            # only when this file is where uWSGI's value came from
+            if len(lines) > 1 and last and last[-1].strip() == lines[-1]:
+                options[name] = lines
     return options

@@ -325,8 +325,6 @@ class UwsgiReloader:
             self.browser.decided(decision.verdict is Verdict.APPLIED, self.pipeline.syntax_gate)
 
     def _reload(self, decision: Decision) -> None:
-        from uwsgi_reload.hosts.records import Reloading
-
         # a chain reload keeps the master, which would not read a changed ini again
         ini_changed = bool(set(decision.changes.paths) & set(self.config_files))
         mode = "graceful" if ini_changed else self.config.mode
@@ -344,9 +342,7 @@ class UwsgiReloader:
         # Recorded before the reload is asked for: the master's stop signal ends this
         # worker at once when it is between requests, which it is while running this.
         self.history.add(decision.changes.paths, decision.quick, now=saved)
-        self.reloading = True
-        self.journal.mark_reloading(True)
-        self._record(Reloading(tuple(decision.changes.paths)))
+        self._set_reloading(tuple(decision.changes.paths))
         old_workers = [w["pid"] for w in uwsgi.workers() if w.get("pid")]
         poke = waker.fifo_byte(self.fifo) if self.fifo else waker.touch(self.wake_file)
         waker.spawn(poke, old_workers)
@@ -362,15 +358,21 @@ class UwsgiReloader:
         if not self._ask_master(b"c", "chain reload"):
             self.history.set_chain([])
 
-    def _ask_master(self, command: bytes, what: str) -> bool:
+    def _set_reloading(self, paths: tuple[str, ...]) -> None:
+        """Tell every process of the server that a reload for ``paths`` is under way
+        (the checks stop, a leaving worker leaves fast), or, with no paths, that asking
+        for it failed."""
         from uwsgi_reload.hosts.records import Reloading
 
+        self.reloading = bool(paths)
+        self.journal.mark_reloading(self.reloading)
+        self._record(Reloading(paths))
+
+    def _ask_master(self, command: bytes, what: str) -> bool:
         try:
             masterfifo.write(self.fifo, command)
         except OSError as error:
-            self.reloading = False
-            self.journal.mark_reloading(False)
-            self._record(Reloading(()))
+            self._set_reloading(())
             log(
                 f"cannot ask for the {what}: writing {command.decode()!r} to the master FIFO "
                 f"{self.fifo} failed ({error.strerror or error}); the next save tries again"

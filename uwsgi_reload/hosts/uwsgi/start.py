@@ -63,8 +63,9 @@ def _every_import_line() -> Mapping[str, RawValue]:
     except Exception:
         _internal_error()
         return {}
-    if found.warning():
-        log(found.warning())
+    warning = found.warning()
+    if warning:
+        log(warning)
     return found.options
 
 

@@ -23,8 +23,9 @@ POKE_EVERY = 0.002
 
 
 def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> None:
-    """Call ``poke()`` every ``POKE_EVERY`` seconds in a detached process until none of ``pids`` is
-    alive, or ``limit`` seconds have passed. Returns at once in the caller."""
+    """Call ``poke()`` every ``POKE_EVERY`` seconds in a detached process until none
+    of ``pids`` is alive, or ``limit`` seconds have passed. Returns at once in the
+    caller."""
 
     def wake() -> None:
         deadline = time.monotonic() + limit
