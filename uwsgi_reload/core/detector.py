@@ -53,7 +53,7 @@ class Detector:
         self._load_stats = load_stats
         self.baseline: dict[str, Stat] = {}
         self.extra: set[str] = set()  # entry files, and files a failed load named
-        self.started_ns = time.time_ns()
+        self.started_ns = snapshot.file_clock_ns()
         self._known: set[str] = set()
         self._module_cache: dict[str, object] = {}
         # More files to track, asked at every check (Django's watched folders, ...)
@@ -96,7 +96,7 @@ class Detector:
             # Found at the first check of each process (a framework is set up after our
             # import), so a file written since the start counts as changed: a worker
             # finding it after a save must not take the saved state as its baseline.
-            self.baseline[path] = MIXED if stat.mtime_ns > self.started_ns else stat
+            self.baseline[path] = MIXED if stat.mtime_ns >= self.started_ns else stat
 
     def track(self, paths: Iterable[str]) -> None:
         """Track these files from now on (the app's entry files, named by the server's

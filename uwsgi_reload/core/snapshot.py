@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat as stat_module
+import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -25,6 +27,21 @@ class FileStat(NamedTuple):
 
 Stat = FileStat  # the name the rest of the package uses
 Snapshot = Mapping[str, FileStat]
+
+# Linux stamps a write with the coarse clock's last tick (or a later fine reading),
+# which can be up to a tick (4 ms) behind time.time_ns(): a file written just after a
+# time.time_ns() reading may carry an earlier mtime. Not in the time module's constants.
+CLOCK_REALTIME_COARSE = 5
+# Elsewhere, how far behind the file times may be, at most.
+OTHER_SYSTEMS_SLACK_NS = 20_000_000
+
+
+def file_clock_ns() -> int:
+    """Now, on the clock file times come from: a file written after this reading has an
+    mtime and ctime at or after it (compare with ``>=``)."""
+    if sys.platform == "linux":
+        return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    return time.time_ns() - OTHER_SYSTEMS_SLACK_NS
 
 
 def file_stat(st: os.stat_result) -> FileStat:
@@ -51,15 +68,15 @@ def stat_file(path: str) -> FileStat | None:
 
 
 def changed_since(path: str, ns: int) -> bool:
-    """True when the content or the metadata (mode, owner) of ``path`` changed after
-    ``ns`` (a time.time_ns()). Uses ctime, which a chmod or chown moves and mtime does
+    """True when the content or the metadata (mode, owner) of ``path`` changed at or
+    after ``ns`` (a :func:`file_clock_ns`). Uses ctime, which a chmod or chown moves and mtime does
     not; a rename moves it too, which is fine for the callers: files a failed load
     named, where one reload too many costs nothing."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
         return False
-    return max(st.st_mtime_ns, st.st_ctime_ns) > ns
+    return max(st.st_mtime_ns, st.st_ctime_ns) >= ns
 
 
 def take(paths: Iterable[str]) -> dict[str, FileStat]:

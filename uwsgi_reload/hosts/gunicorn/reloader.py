@@ -213,7 +213,7 @@ class GunicornReloader:
             self.history.append(
                 ReloadRecord(time.time(), tuple(decision.changes.paths), decision.quick)
             )
-            self.pipeline.new_generation(time.time_ns())  # new workers start now
+            self.pipeline.new_generation(snapshot.file_clock_ns())  # new workers start now
         if self.browser:
             self.browser.decided(self.pipeline.syntax_gate)
 
