@@ -226,12 +226,22 @@ class Server:
             raise AssertionError(self.explain("server did not exit")) from None
 
     def stop(self) -> None:
-        """SIGINT (uWSGI's stop; SIGTERM would mean reload), repeated because a signal
-        that lands while the master re-executes itself is lost; then kill the group."""
-        for _ in range(8):
+        """SIGINT (uWSGI's stop; SIGTERM would mean reload) to the master, then to the
+        whole process group, as a terminal's Ctrl-C sends it, up to 8 times; then kill
+        the group. uWSGI 2.0 loses a SIGINT that reaches a worker before the worker has
+        set its own handler (during the post-fork hooks, or the app's load under
+        lazy-apps): Python's handler takes it, and the master waits for that worker up
+        to worker-reload-mercy (60 s). A master re-executing itself loses it too."""
+        for attempt in range(8):
             if self.proc.poll() is not None:
                 break
-            self.proc.send_signal(signal.SIGINT)
+            try:
+                if attempt == 0:
+                    self.proc.send_signal(signal.SIGINT)
+                else:
+                    os.killpg(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                break
             try:
                 self.proc.wait(1)
             except subprocess.TimeoutExpired:
