@@ -23,7 +23,7 @@ from uwsgi_reload.core.config import Config, option_text, settings_line
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.snapshot import Stat
 from uwsgi_reload.hosts import state
-from uwsgi_reload.hosts.uwsgi import config_files, masterfifo, options, pyuwsgi, waker
+from uwsgi_reload.hosts.uwsgi import config_files, interrupt, masterfifo, options, pyuwsgi, waker
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.signals import Signals
@@ -91,6 +91,12 @@ class UwsgiReloader:
             fastexit.install(self._leaving_for_reload)
         self.detector.start()
         self.gate.watch_tracked()
+        if uwsgi.worker_id() == 0:
+            import uwsgidecorators
+
+            # workers forked from the master's loop start with the master's handler
+            uwsgidecorators.postfork(interrupt.install)
+        interrupt.install()
         self.signals.register(self.tick, self.on_broadcast, self.history, self.wake_file, self.fifo)
         if self.config.browser:  # before the app loads: the middleware goes around it
             from uwsgi_reload.browser import UwsgiBrowser  # only then: 14 ms of imports
@@ -149,6 +155,7 @@ class UwsgiReloader:
     def tick(self, signum: int = 0) -> None:
         """The timer handler: never raises into uWSGI."""
         try:
+            interrupt.pass_on(log)
             if signum == self.signals.fast and not self.gate.pending():
                 # uWSGI's file monitors also fire on writes we do not count, such as
                 # every line of a log file kept in a project folder: one per request.
