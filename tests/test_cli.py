@@ -599,9 +599,10 @@ def test_watch_exec_that_failed_is_tried_again_at_the_next_check(tmp_path, proce
     watcher.wait_for_log(r"exited with status 3; watching on")
     watcher.wait_until((tmp_path / "told").exists, 10, "a second try without another save")
     assert (tmp_path / "told").read_text() == str(tmp_path / "a.py")
+    # the command wrote `told` before it exited: its status is logged after
+    watcher.wait_for_log(r"exited with status 0 \(tried again: modified \S*a\.py\)")
     watcher.holds(lambda: watcher.count(r"exited with status 0") == 1, 1.0, "acted once")
     assert watcher.count(r"ERROR") == 1, watcher.explain("one failure, logged once")
-    watcher.wait_for_log(r"exited with status 0 \(tried again: modified \S*a\.py\)")
 
 
 @pytest.mark.integration
