@@ -69,9 +69,9 @@ def stat_file(path: str) -> FileStat | None:
 
 def changed_since(path: str, ns: int) -> bool:
     """True when the content or the metadata (mode, owner) of ``path`` changed at or
-    after ``ns`` (a :func:`file_clock_ns`). Uses ctime, which a chmod or chown moves and mtime does
-    not; a rename moves it too, which is fine for the callers: files a failed load
-    named, where one reload too many costs nothing."""
+    after ``ns`` (a :func:`file_clock_ns`). Uses ctime, which a chmod or chown moves
+    and mtime does not; a rename moves it too, which is fine for the callers: files a
+    failed load named, where one reload too many costs nothing."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
