@@ -59,7 +59,7 @@ test-flask23: $(STAMP_FLASK23)
 MATRIX_VERSIONS ?= 3.10 3.11 3.12 3.13
 MATRIX_TESTS    := tests/test_uwsgi_core.py tests/test_resilience.py tests/test_uwsgi_modes.py \
                    tests/test_django.py tests/test_flask.py tests/test_gunicorn.py \
-                   tests/test_loadstats.py
+                   tests/test_loadstats.py tests/test_interrupt.py
 
 .PHONY: test-matrix
 test-matrix:
