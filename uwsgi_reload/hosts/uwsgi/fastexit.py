@@ -12,6 +12,7 @@ import atexit
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 import uwsgi
 
@@ -34,11 +35,17 @@ def install(leaving_for_reload: Callable[[], bool]) -> None:
         except Exception:  # unsure: leave as uWSGI would
             return
         atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(RELOAD_EXIT_CODE)
+        leave(RELOAD_EXIT_CODE)
 
     uwsgi.atexit = at_exit
+
+
+def leave(status: int) -> NoReturn:
+    """Exit this process now with ``status``, without Python's teardown (what is
+    buffered for stdout and stderr is written first)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)

@@ -23,10 +23,11 @@ from __future__ import annotations
 # its enums, 1.3 ms that every graceful reload would wait for in the master.
 import _signal as signal
 import os
-import sys
 from collections.abc import Callable
 
 import uwsgi
+
+from uwsgi_reload.hosts.uwsgi import fastexit
 
 END_CODE = 30  # uWSGI's UWSGI_END_CODE: what a worker stopped by SIGINT exits with
 
@@ -40,12 +41,7 @@ def install() -> None:
 
 def _on_sigint(signum: int, frame: object) -> None:
     if uwsgi.worker_id() > 0 or getattr(uwsgi, "mule_id", lambda: 0)() > 0:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(END_CODE)
+        fastexit.leave(END_CODE)
     global received_by_the_master
     received_by_the_master = True
     signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as Python's own

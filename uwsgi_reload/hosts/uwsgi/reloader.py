@@ -23,7 +23,15 @@ from uwsgi_reload.core.config import Config, option_text, settings_line
 from uwsgi_reload.core.detector import Detector
 from uwsgi_reload.core.snapshot import Stat
 from uwsgi_reload.hosts import state
-from uwsgi_reload.hosts.uwsgi import config_files, interrupt, masterfifo, options, pyuwsgi, waker
+from uwsgi_reload.hosts.uwsgi import (
+    config_files,
+    fastexit,
+    interrupt,
+    masterfifo,
+    options,
+    pyuwsgi,
+    waker,
+)
 from uwsgi_reload.hosts.uwsgi.chain import chain_running
 from uwsgi_reload.hosts.uwsgi.log import log
 from uwsgi_reload.hosts.uwsgi.signals import Signals
@@ -86,8 +94,6 @@ class UwsgiReloader:
             pyuwsgi.prepare_reexec(uwsgi.opt)
         loadstats.install(self._on_load)
         if self.config.fast_exit:
-            from uwsgi_reload.hosts.uwsgi import fastexit
-
             fastexit.install(self._leaving_for_reload)
         self.detector.start()
         self.gate.watch_tracked()
