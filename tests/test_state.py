@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -252,3 +253,41 @@ def test_state_dir_variable_naming_another_users_folder_is_refused(tmp_path):
     assert root == str(tmp_path / f"uwsgi-reload-{os.getuid()}")
     assert refused == [f"{theirs} belongs to uid 65534"]
     assert os.listdir(theirs) == []
+
+
+def _process_state(pid: int) -> str:
+    """'Z' for a zombie, '' once the process is gone (reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+def _poll(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_work_run_before_exit_runs_in_its_own_session_and_is_reaped_at_the_next_call(
+    tmp_path,
+):
+    """The waker of a worker that asks for a reload: one fork, not waited for. If the
+    worker lives on (a reload it could not ask for), the finished child is a zombie
+    until the worker's next call reaps it; never more than one."""
+    session = tmp_path / "session"
+    processes.run_before_exit(lambda: session.write_text(str(os.getsid(0))))
+    first = processes._left_behind[-1]
+    _poll(lambda: session.exists() and session.read_text(), "the child's work")
+    assert int(session.read_text()) == first, "the child leads a session of its own"
+    _poll(lambda: _process_state(first) == "Z", f"child {first} to finish")
+
+    processes.run_before_exit(lambda: None)
+    second = processes._left_behind[-1]
+    assert processes._left_behind == [second]
+    assert _process_state(first) == "", f"child {first} was not reaped"
+    _poll(lambda: _process_state(second) == "Z", f"child {second} to finish")
+    os.waitpid(second, 0)
+    processes._left_behind.clear()

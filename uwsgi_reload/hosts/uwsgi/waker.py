@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from uwsgi_reload.hosts.state.processes import alive, run_detached
+from uwsgi_reload.hosts.state.processes import alive, run_before_exit
 from uwsgi_reload.hosts.uwsgi import masterfifo
 
 # 2 ms, not 10: the old workers were buried 0.019-0.024 s after the kill instead of
@@ -25,7 +25,7 @@ POKE_EVERY = 0.002
 def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> None:
     """Call ``poke()`` every ``POKE_EVERY`` seconds in a detached process until none
     of ``pids`` is alive, or ``limit`` seconds have passed. Returns at once in the
-    caller."""
+    caller, which is one of ``pids`` (a worker that asked for the reload)."""
 
     def wake() -> None:
         deadline = time.monotonic() + limit
@@ -36,7 +36,7 @@ def spawn(poke: Callable[[], None], pids: list[int], limit: float = 30.0) -> Non
                 pass
             time.sleep(POKE_EVERY)
 
-    run_detached(wake)
+    run_before_exit(wake)
 
 
 def touch(path: str) -> Callable[[], None]:
