@@ -9,7 +9,9 @@ N small modules, or a real Wagtail site), and measures:
   cold     the app's cold start (uWSGI alone, start -> first response): the floor
   latency  save -> first response with the new code (median, worst of --saves saves),
            with a request loop running: worst request and failed requests; and where
-           the time of each reload goes, from uWSGI's microsecond log stamps
+           the time of each reload goes, from uWSGI's microsecond log stamps. The saves
+           are taken in --rounds rounds over the variants (a server per round), with
+           the cold starts between them, so that the machine's drift reaches them all
 
 Results: a markdown table on stdout and in bench/results/, the raw numbers as JSON and
 a PNG chart (matplotlib, the `bench` extra). Servers are stopped by their own pid
@@ -591,6 +593,11 @@ class Latency:
         return [s for s in self.saves if s is not None]
 
 
+def spread(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` counts that differ by one at most, larger first."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
 def start(variant: Variant, server: Uwsgi) -> int | None:
     server.wait_serving()
     if variant.group == "ours":
@@ -731,9 +738,12 @@ def measure_latency(
     spacing: tuple[float, float],
     rng: random.Random,
     extra: str,
+    result: Latency | None = None,
 ) -> Latency:
-    result = Latency(variant.name, app.name)
+    """``saves`` saves on one server of ``variant``; added to ``result`` when given."""
+    result = result or Latency(variant.name, app.name)
     wall: list[tuple[float, float | None]] = []  # (saved, seen) by the wall clock
+    failures: list[str] = []
     with running(variant, app, logs, extra) as server:
         try:
             start(variant, server)
@@ -764,7 +774,7 @@ def measure_latency(
                         break
                     if status != 200:
                         result.failed += 1
-                        result.failures.append(f"{status} {body[:80]}")
+                        failures.append(f"{status} {body[:80]}")
                     time.sleep(0.005)
                 result.saves.append(seen)
                 wall.append((saved_at, seen_at))
@@ -775,14 +785,14 @@ def measure_latency(
             loop.stopped.set()
             loop.join(15)
         time.sleep(1)  # a chain reload finishes its last worker; its log lines land
-        result.requests = len(loop.durations) + len(polls)
+        result.requests += len(loop.durations) + len(polls)
         result.failed += len(loop.failures)
-        result.failures = (result.failures + loop.failures)[:5]
-        result.worst_request = max(loop.durations + polls, default=0.0)
+        result.failures = (result.failures + failures + loop.failures)[:5]
+        result.worst_request = max(loop.durations + polls + [result.worst_request])
         text = server.log()
-        result.reloads_seen = {
-            kind: len(re.findall(pattern, text)) for kind, pattern in RELOAD_LINES.items()
-        }
+        for kind, pattern in RELOAD_LINES.items():
+            seen_here = len(re.findall(pattern, text))
+            result.reloads_seen[kind] = result.reloads_seen.get(kind, 0) + seen_here
         lines = stamped_lines(text)
         for index, (saved_at, seen_at) in enumerate(wall):
             until = wall[index + 1][0] if index + 1 < len(wall) else float("inf")
@@ -1018,6 +1028,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cold starts of each latency app, for its floor (default 5, --quick 3; 0: none)",
     )
     parser.add_argument("--saves", type=int, help="saves per variant (default 10)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="the saves of each variant are taken in this many rounds over the variants,"
+        " one server per round (default 3, at most --saves)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the pauses between saves")
     parser.add_argument(
         "--set",
@@ -1054,6 +1070,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown apps {bad}: expected modules-N (N >= 1) or wagtail")
     args.apps = apps
     args.saves = args.saves or (5 if quick else 10)
+    args.rounds = min(3 if args.rounds is None else args.rounds, args.saves)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: expected 1 or more")
     if args.cold_starts is None:
         args.cold_starts = 3 if quick else 5
     names = (
@@ -1123,18 +1142,32 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.apps:
                 app = make_app(name, work, CACHE)
                 chosen = [v for v in args.chosen if "latency" in v.sections]
-                # The cold starts are spread between the variants, not taken in one go
-                # before them: this machine's speed drifts over minutes (cold starts of
-                # the 3,000-module app: 0.37 to 0.50 s in one run, 0.44 to 0.65 s in
-                # another), and the floor must see the drift the variants see.
-                starts = [
-                    args.cold_starts // len(chosen) + (i < args.cold_starts % len(chosen))
-                    for i in range(len(chosen))
+                # In rounds over the variants, with the cold starts spread between them,
+                # each round in another order: this machine's speed drifts over minutes
+                # (cold starts of the 3,000-module app: 0.37 to 0.50 s in one run, 0.44 to
+                # 0.65 s in another), and the variants and the floor must all see it.
+                blocks = [
+                    (round_, variant)
+                    for round_ in range(args.rounds)
+                    for variant in chosen[round_ % len(chosen) :] + chosen[: round_ % len(chosen)]
                 ]
+                starts = spread(args.cold_starts, len(blocks))
                 floor = ColdStart(name)
-                for variant, count in zip(chosen, starts, strict=True):
+                rows = {v.name: Latency(v.name, app.name) for v in chosen}
+                for (round_, variant), count in zip(blocks, starts, strict=True):
                     measure_cold_start(app, logs, count, floor)
-                    row = measure_latency(variant, app, logs, args.saves, (1.5, 3.0), rng, extra)
+                    row = rows[variant.name]
+                    if row.error:
+                        continue
+                    saves = spread(args.saves, args.rounds)[round_]
+                    measure_latency(variant, app, logs, saves, (1.5, 3.0), rng, extra, row)
+                    print(
+                        f"save  {name:14} {variant.name:26} round {round_ + 1}:"
+                        f" {' '.join(fmt_s(x) for x in row.saves[-saves:])} {row.error}",
+                        flush=True,
+                    )
+                for variant in chosen:
+                    row = rows[variant.name]
                     latency.append(row)
                     seen = row.seen
                     median = statistics.median(seen) if seen else None
