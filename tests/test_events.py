@@ -4,6 +4,8 @@ something; a failing backend falls back to polling (no server)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -196,3 +198,26 @@ def test_pending_tells_without_consuming(tmp_path):
     app.write_text("x = 2\n")
     assert gate.pending() and gate.pending()
     assert gate.needs_scan() and not gate.pending()
+
+
+def test_pending_waits_for_a_save_that_closes_during_the_wait(tmp_path):
+    """A check woken by a write (uWSGI's file monitors) waits briefly for the close,
+    which is when the backend reports the file."""
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    gate = gate_for(tmp_path, [module(app)])
+    gate.needs_scan()
+    started = time.monotonic()
+    assert not gate.pending(timeout=0.05)
+    assert time.monotonic() - started >= 0.04  # nothing came: it waited
+
+    with open(app, "w") as f:
+        f.write("x = 2\n")
+        f.flush()
+        assert not gate.pending()  # written, not closed: nothing reported yet
+        closer = threading.Timer(0.02, f.close)
+        closer.start()
+        started = time.monotonic()
+        assert gate.pending(timeout=2.0)
+        closer.join()
+    assert time.monotonic() - started < 1.0  # it returned at the close, not at 2 s

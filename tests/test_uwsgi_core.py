@@ -327,3 +327,27 @@ def test_request_log_lines_in_a_project_folder_do_not_run_checks(tmp_path, uwsgi
     )
     write(tmp_path / "greeting.py", "TEXT = 'v2'\n")  # and a save still acts at once
     server.wait_every_worker("v2", timeout=10)
+
+
+@pytest.mark.skipif(BACKEND == "poll", reason="the file monitors serve the event backend")
+def test_a_save_closed_after_its_write_is_handled_at_once_not_at_the_next_tick(
+    tmp_path, uwsgi_server
+):
+    """An in-place save is a truncate, writes, then the close. uWSGI's file monitor
+    fires on the writes; the event backend reports the file at its close, which uWSGI
+    does not watch. A check woken by the writes used to find nothing yet and return, and
+    the save waited for the timer (here 10 s); editors that sync before closing leave
+    such a gap. Each save here closes 20 ms after its write. The server's log is kept
+    out of the project, whose folder would otherwise wake a check at every line."""
+    site = tmp_path / "site"
+    make_app(site)
+    server = uwsgi_server(f"chdir = {site}\nwsgi-file = app.py\n", period=10)
+    server.wait_for_log(READY)
+    server.wait_for_body("v1")
+    for text in ("v2", "v3", "v4"):
+        with open(site / "greeting.py", "w") as f:
+            f.write(f"TEXT = {text!r}\n")
+            f.flush()
+            time.sleep(0.02)
+        took = server.wait_every_worker(text, timeout=15)
+        assert took < 3, server.explain(f"{text} served {took:.2f}s after the close")

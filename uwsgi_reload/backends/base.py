@@ -46,8 +46,9 @@ class Backend(Protocol):
         backend cannot tell. Raises :class:`BackendFailed`."""
         ...
 
-    def pending(self) -> bool:
-        """True when something happened that :meth:`changed` has not reported yet."""
+    def pending(self, timeout: float = 0.0) -> bool:
+        """True when something happened that :meth:`changed` has not reported yet;
+        waits up to ``timeout`` seconds for it."""
         ...
 
     def close(self) -> None: ...

@@ -89,9 +89,9 @@ class ScanGate:
         self._guarded(watch)
         return bool(folders or new_roots)
 
-    def pending(self) -> bool:
-        """True when events wait (without reading them)."""
-        return self._guarded(self.backend.pending, False)
+    def pending(self, timeout: float = 0.0) -> bool:
+        """True when events wait (without reading them); waits up to ``timeout``."""
+        return self._guarded(lambda: self.backend.pending(timeout), False)
 
     def needs_scan(self) -> bool:
         """Read what the backend saw (consuming it for every process sharing it)."""

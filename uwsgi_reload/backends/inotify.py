@@ -40,8 +40,8 @@ class InotifyBackend:
     def changed(self) -> set[str] | Rescan:
         return self.events.read()
 
-    def pending(self) -> bool:
-        readable, _, _ = select.select([self.events.fd], [], [], 0)
+    def pending(self, timeout: float = 0.0) -> bool:
+        readable, _, _ = select.select([self.events.fd], [], [], timeout)
         return bool(readable)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ class PollBackend:
     def changed(self) -> set[str] | Rescan:
         return RESCAN
 
-    def pending(self) -> bool:
+    def pending(self, timeout: float = 0.0) -> bool:
         return False
 
     def close(self) -> None:

@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from uwsgi_reload.hosts.uwsgi.warm.host import WarmWorker
 
 
+# How long a check woken by a write waits for the file's close: an editor's save is
+# over within 19 ms (bench/save_patterns.py); the settle delay is 50 ms.
+CLOSE_WAIT = 0.05
+
+
 class UwsgiReloader:
     """One per process that imported us; :meth:`tick` is the timer handler."""
 
@@ -82,6 +87,7 @@ class UwsgiReloader:
         self.signals = Signals(config, self.gate, self.detector.rules)
         self.browser: UwsgiBrowser | None = None
         self.woken_by = 0  # the signal of the check running (for the debug lines)
+        self.no_wait_until = 0.0  # see _save_follows
         self.load_folders: set[str] = set()  # folders of the modules loaded so far
         self.warm: WarmWorker | None = None
         if config.mode == "warm":
@@ -167,9 +173,7 @@ class UwsgiReloader:
         """The timer handler: never raises into uWSGI."""
         try:
             interrupt.pass_on(log)
-            if signum == self.signals.fast and not self.gate.pending():
-                # uWSGI's file monitors also fire on writes we do not count, such as
-                # every line of a log file kept in a project folder: one per request.
+            if signum == self.signals.fast and not self._save_follows():
                 return
             with self.journal.exclusive() as mine:
                 self.woken_by = signum
@@ -188,6 +192,22 @@ class UwsgiReloader:
 
             log("internal error in the check (reported; the next check runs as usual):")
             log(traceback.format_exc())
+
+    def _save_follows(self) -> bool:
+        """Woken by a uWSGI file monitor: has the backend seen a save? The monitors fire
+        on each write, and the backend reports a saved file when it is closed, which
+        uWSGI does not watch: wait for that close a little (the settle waits longer
+        anyway). The monitors also fire on writes we do not count, such as every line
+        of a log file kept open in a project folder: that wait, at most once a second."""
+        if self.gate.pending():
+            return True
+        now = time.monotonic()
+        if now < self.no_wait_until:
+            return False
+        if self.gate.pending(timeout=CLOSE_WAIT):
+            return True
+        self.no_wait_until = now + 1.0
+        return False
 
     def on_broadcast(self, signum: int = 0) -> None:
         """Runs in every worker after one worker let a framework apply a change."""
