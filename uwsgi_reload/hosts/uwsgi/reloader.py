@@ -199,14 +199,12 @@ class UwsgiReloader:
         uWSGI does not watch: wait for that close a little (the settle waits longer
         anyway). The monitors also fire on writes we do not count, such as every line
         of a log file kept open in a project folder: that wait, at most once a second."""
-        if self.gate.pending():
-            return True
         now = time.monotonic()
-        if now < self.no_wait_until:
-            return False
-        if self.gate.pending(timeout=CLOSE_WAIT):
+        wait = CLOSE_WAIT if now >= self.no_wait_until else 0.0
+        if self.gate.pending(timeout=wait):
             return True
-        self.no_wait_until = now + 1.0
+        if wait:
+            self.no_wait_until = now + 1.0
         return False
 
     def on_broadcast(self, signum: int = 0) -> None:
