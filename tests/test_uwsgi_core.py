@@ -340,10 +340,7 @@ def test_a_save_closed_after_its_write_is_handled_at_once_not_at_the_next_tick(
     such a gap. Each save here closes 20 ms after its write. The server's log is kept
     out of the project, whose folder would otherwise wake a check at every line."""
     site = tmp_path / "site"
-    make_app(site)
-    server = uwsgi_server(f"chdir = {site}\nwsgi-file = app.py\n", period=10)
-    server.wait_for_log(READY)
-    server.wait_for_body("v1")
+    server = serve_app(site, lambda body: uwsgi_server(body, period=10), f"chdir = {site}\n")
     for text in ("v2", "v3", "v4"):
         with open(site / "greeting.py", "w") as f:
             f.write(f"TEXT = {text!r}\n")

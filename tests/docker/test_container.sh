@@ -152,7 +152,7 @@ echo "served as uid $uid"
 wait_for_log "uwsgi_reload: reloading on: .*period 2s" "UWSGI_RELOAD_PERIOD=2 reaching uwsgi_reload"
 wait_for_log "uwsgi_reload: settings: .*backend=poll" "backend=poll from ini/docker.ini"
 echo "uwsgi_reload is on: period 2s from UWSGI_RELOAD_PERIOD, backend=poll"
-wait_for_log "detected max file descriptor number: 8192" "the compose file's nofile limit"
+wait_for_log "detected max file descriptor number: 8192" "max-fd = 8192 from ini/docker.ini"
 
 step "edit demo/greeting.py on the host side of the bind mount"
 new_text="Edited on the host, run $$ at $(date +%H:%M:%S)"
