@@ -392,6 +392,9 @@ def test_idle_checks_find_what_full_checks_find(ops):
         fast, full = (detector_for(Path(folder), modules) for _ in range(2))
         fast.rebuild_every = 1_000_000
         full.rebuild_every = 1
+        # One start for both: a clock tick between their constructions would make a
+        # file written just before count as written after one start and not the other.
+        full.started_ns = fast.started_ns
         for detector in (fast, full):
             detector.start()
         for step, (op, i) in enumerate(ops):
