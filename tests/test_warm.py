@@ -14,9 +14,10 @@ pytestmark = pytest.mark.integration
 # site-packages are. needs_config refuses to import before the app configured itself,
 # as Django models do, so the master must leave it to the workers.
 APP = """\
-import os, sys, time
+import gc, os, sys, time
 import uwsgi
 KEPT = "plain_lib" in sys.modules and "xml.dom.minidom" in sys.modules
+FROZEN = gc.get_freeze_count() > 0  # the master's objects, out of the workers' collections
 os.environ["APP_CONFIGURED"] = "1"
 import plain_lib, needs_config, xml.dom.minidom
 import greeting
@@ -25,7 +26,7 @@ def application(environ, start_response):
     if environ.get("QUERY_STRING", "").startswith("sleep="):
         time.sleep(float(environ["QUERY_STRING"][6:]))
     start_response("200 OK", [("Content-Type", "text/plain")])
-    body = f"{greeting.TEXT} kept={KEPT} lib={plain_lib.VERSION} pid={os.getpid()}"
+    body = f"{greeting.TEXT} kept={KEPT} lib={plain_lib.VERSION} frozen={FROZEN} pid={os.getpid()}"
     return [body.encode()]
 """
 NEEDS_CONFIG = """\
@@ -57,7 +58,7 @@ def test_warm_mode_keeps_the_libraries_and_replaces_only_the_workers(tmp_path, u
     # the master learns them at a graceful reload, once
     write(tmp_path / "greeting.py", "TEXT = 'v2'\n")
     server.wait_for_log(r"warm: a graceful reload this time: the master learns \d+ library")
-    server.wait_every_worker("v2 kept=True lib=1", timeout=20)
+    server.wait_every_worker("v2 kept=True lib=1 frozen=True", timeout=20)
     kept = server.wait_for_log(r"warm: the master keeps (\d+) library modules imported")
     assert int(kept.group(1)) > 0
     left = r"left to the workers, such as .*needs_config \(RuntimeError: configure the app first"

@@ -3,6 +3,7 @@ learns from its imports, and when a save needs the master restarted after all.""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -62,6 +63,10 @@ def start_master(folder: str, log: Log) -> None:
         latest.left.update(left)
         latest.kept = [name for name in latest.kept if name not in left]
         learned_state.save(folder, latest)
+    # The workers fork from here. Frozen, the master's objects stay out of the workers'
+    # collections: a full one walks all of them and so copies every page they are on
+    # (on a Wagtail site, 0.12-0.14 s of a worker's 0.7-0.9 s app load, against 0.03-0.04).
+    gc.freeze()
     _held = MasterHeld(frozenset(sys.modules), held_files(), dict(os.environ), bool(kept))
     if learned.kept:
         log(
