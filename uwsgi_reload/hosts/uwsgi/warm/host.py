@@ -65,7 +65,7 @@ def start_master(folder: str, log: Log) -> None:
         learned_state.save(folder, latest)
     # The workers fork from here. Frozen, the master's objects stay out of the workers'
     # collections: a full one walks all of them and so copies every page they are on
-    # (on a Wagtail site, 0.12-0.14 s of a worker's 0.7-0.9 s app load, against 0.03-0.04).
+    # (on a Wagtail site, 0.10-0.15 s of a worker's 0.7-0.9 s app load, against 0.03-0.05).
     gc.freeze()
     _held = MasterHeld(frozenset(sys.modules), held_files(), dict(os.environ), bool(kept))
     if learned.kept:
