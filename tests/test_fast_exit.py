@@ -63,7 +63,8 @@ def test_workers_replaced_by_a_reload_skip_the_teardown_but_run_atexit(
     atexit_pids = {line.split()[1] for line in exits.splitlines() if line.startswith("atexit")}
     old_pids = {body.split("pid=")[1] for body in old}
     # The worker whose check asked for the reload leaves from inside a uWSGI signal
-    # handler and runs no exit hook, with or without us (uWSGI seems to count it busy).
+    # handler and runs no exit hook, with or without us (uwsgi_worker_is_busy: its
+    # signal flag is set, and uWSGI's Python plugin skips atexit for a busy worker).
     assert atexit_pids & old_pids, server.explain(f"no atexit handler ran: {exits}")
     if fast_exit:
         assert "teardown" not in exits, server.explain(exits)
